@@ -1,0 +1,42 @@
+"""Shared fixtures: services that are real here (Redis), each test on its own keys."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+REDIS_URL = os.environ.get("CRAWLER_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require(available: bool, what: str) -> None:
+    """Skip locally when a service is missing, but FAIL in CI, where it must be there."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI but is not available")
+    pytest.skip(f"{what} is not available here")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        require(False, f"Redis at {REDIS_URL}")
+    return client
+
+
+@pytest.fixture
+def redis_prefix(redis_server: redis.Redis) -> Iterator[str]:
+    """A key prefix of this test's own; only its keys are removed afterwards."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = list(redis_server.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        redis_server.delete(*keys)

@@ -1,0 +1,1 @@
+"""The processes: crawl worker loop, monitor, shard membership, the `crawler` CLI, the demo."""

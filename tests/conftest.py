@@ -40,3 +40,6 @@ def redis_prefix(redis_server: redis.Redis) -> Iterator[str]:
     keys = list(redis_server.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         redis_server.delete(*keys)
+
+
+pytest_plugins = ["tests.plugins.mongo", "tests.plugins.dovecot", "tests.plugins.fakes"]

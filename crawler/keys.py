@@ -1,0 +1,61 @@
+"""Every Redis key name the crawler uses, in one place.
+
+The braces are literal Redis Cluster hash tags: all keys of one account hash to one slot, so the
+multi-key atomic steps (claim, ack, requeue, lease) work unchanged on a cluster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from crawler.errors import BadAccount
+
+# A user_uuid lands inside a hash tag: braces, whitespace or control bytes would move the slot
+# or split the key, so only a conservative alphabet is allowed.
+_USER_UUID = re.compile(r"[A-Za-z0-9._@+=:-]{1,200}")
+
+
+def check_user_uuid(user_uuid: object) -> str:
+    """The user_uuid if it is safe inside a Redis key, else BadAccount naming it."""
+    if not isinstance(user_uuid, str) or not _USER_UUID.fullmatch(user_uuid):
+        raise BadAccount(f"user_uuid {user_uuid!r} is not a usable id (letters, digits, ._@+=:-)")
+    return user_uuid
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (default `crawler:`)."""
+
+    prefix: str = "crawler:"
+
+    def uids(self, user_uuid: str) -> str:
+        """List of UIDs still to process for the account."""
+        return f"{self.prefix}uids:{{{check_user_uuid(user_uuid)}}}"
+
+    def inflight(self, user_uuid: str) -> str:
+        """UIDs claimed by a crawl; a UID leaves only after its attachments are stored."""
+        return f"{self.uids(user_uuid)}:inflight"
+
+    def rule_hits(self, user_uuid: str) -> str:
+        """Hash of UID -> ids of the rules whose search found it."""
+        return f"{self.uids(user_uuid)}:rules"
+
+    def lease(self, user_uuid: str) -> str:
+        """The worker id holding the account's crawl, with a TTL."""
+        return f"{self.prefix}lease:{{{check_user_uuid(user_uuid)}}}"
+
+    @property
+    def workers(self) -> str:
+        """Sorted set of live workers scored by heartbeat expiry."""
+        return f"{self.prefix}workers"
+
+    @property
+    def crawls(self) -> str:
+        """Set of accounts with a queue in Redis, which the monitor watches."""
+        return f"{self.prefix}crawls"
+
+    @property
+    def monitor_lock(self) -> str:
+        """`SET NX EX` lock so that one monitor acts per interval."""
+        return f"{self.prefix}monitor:lock"

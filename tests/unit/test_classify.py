@@ -1,0 +1,50 @@
+import pytest
+
+from crawler.errors import (
+    AccountUnavailable,
+    AuthFailed,
+    CrawlerError,
+    OverQuota,
+    PartialFetch,
+    ProtocolError,
+    Throttled,
+    TooManyConnections,
+    Transient,
+    WebLoginRequired,
+)
+from crawler.gmail.classify import classify
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (b"A5 OK Success [THROTTLED]", Throttled),
+        (b"A3 OK [READ-ONLY] [Gmail]/All Mail selected. (Success) [THROTTLED]", Throttled),
+        (b"* BYE [OVERQUOTA] Account exceeded command or bandwidth limits.", OverQuota),
+        (b"A1 NO [ALERT] Account exceeded command or bandwidth limits. (Failure)", OverQuota),
+        (b"A1 NO [ALERT] Too many simultaneous connections. (Failure)", TooManyConnections),
+        (b"A1 NO [AUTHENTICATIONFAILED] Invalid credentials (Failure)", AuthFailed),
+        (b"* NO [WEBALERT https://accounts.google.com/x] Web login required.", WebLoginRequired),
+        (
+            b"A1 NO [ALERT] Please log in via your web browser: https://x (Failure)",
+            WebLoginRequired,
+        ),
+        (b"A1 NO Lookup failed 7c2b", AccountUnavailable),
+        (b"A9 NO Some messages could not be FETCHed (Failure)", PartialFetch),
+        (b"A9 NO System Error (Failure)", Transient),
+        (b"A9 NO [UNAVAILABLE] try later", Transient),
+        (b"* BYE System Error", Transient),
+        (b"* BYE Session expired, please login again.", Transient),
+        (b"A2 BAD Could not parse command", ProtocolError),
+        (b"A5 OK Success", None),
+        (b"A3 OK [READ-ONLY] [Gmail]/All Mail selected. (Success)", None),
+        (b"* 12 EXISTS", None),
+        (b"* SEARCH 302 1877 1890", None),
+        (b'* 1 FETCH (UID 302 X-GM-LABELS ("[THROTTLED]"))', None),
+        (b"* OK [THROTTLED] is only a suffix on tagged OK", None),
+    ],
+)
+def test_classify(line: bytes, expected: type[CrawlerError] | None) -> None:
+    assert classify(line) is expected

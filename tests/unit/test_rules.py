@@ -1,0 +1,100 @@
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from crawler.errors import BadRule
+from crawler.rules import Rule, RuleTester
+
+pytestmark = pytest.mark.unit
+
+
+@dataclass(frozen=True)
+class Part:
+    filename: str | None = "report.PDF"
+    content_type: str = "application/pdf"
+    size: int = 1000
+    inline: bool = False
+
+
+def rule(**fields: Any) -> Rule:
+    return Rule.from_document({"_id": "r1", "user_uuid": "aaabbb", **fields})
+
+
+@pytest.mark.parametrize(
+    ("fields", "part", "wanted"),
+    [
+        ({}, Part(), True),
+        ({}, Part(filename=None), True),
+        ({}, Part(content_type="image/png", inline=True), False),
+        ({"content_types": ["image/*"]}, Part(content_type="image/png", inline=True), True),
+        ({"content_types": ["IMAGE/PNG"]}, Part(content_type="image/png", inline=True), True),
+        ({"content_types": ["application/pdf"]}, Part(content_type="image/png"), False),
+        ({"content_types": ["*/*"]}, Part(content_type="text/calendar"), True),
+        ({"filename": "*.pdf"}, Part(), True),
+        ({"filename": "*.pdf"}, Part(filename="x.pdf.exe"), False),
+        ({"filename": "*.pdf"}, Part(filename=None), False),
+        ({"filename": "invoice-[0-9]*"}, Part(filename="Invoice-2024.pdf"), True),
+        ({"min_size": 1000}, Part(size=1000), True),
+        ({"min_size": 1001}, Part(size=1000), False),
+        ({"max_size": 999}, Part(size=1000), False),
+        ({"min_size": 0, "max_size": 0}, Part(size=0), True),
+        ({"enabled": False}, Part(), True),  # enabled is the tester's concern, not wants()
+    ],
+)
+def test_wants(fields: dict[str, Any], part: Part, wanted: bool) -> None:
+    assert rule(**fields).wants(part) is wanted
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"user_uuid": None}, "user_uuid"),
+        ({"user_uuid": "a{b}"}, "user_uuid"),
+        ({"query": 3}, "query must be a non-empty string"),
+        ({"query": ""}, "query must be a non-empty string"),
+        ({"query": "a\r\nA1 DELETE x"}, "control character"),
+        ({"query": "a\x00b"}, "control character"),
+        ({"query": "x" * 10_000}, "at most 2048"),
+        ({"query": 'subject:"open'}, "unbalanced double quote"),
+        ({"query": "(a OR b"}, "unbalanced parentheses"),
+        ({"query": "a) OR (b"}, "unbalanced parentheses"),
+        ({"query": "{a b"}, "unbalanced parentheses or braces"),
+        ({"filename": ["*.pdf"]}, "filename must be a non-empty string"),
+        ({"content_types": "application/pdf"}, "list of strings"),
+        ({"content_types": ["pdf"]}, "invalid entries"),
+        ({"min_size": -1}, "non-negative integer"),
+        ({"max_size": True}, "non-negative integer"),
+        ({"max_size": "10"}, "non-negative integer"),
+        ({"min_size": 10, "max_size": 5}, "above max_size"),
+        ({"enabled": "yes"}, "true or false"),
+        ({"fliename": "*.pdf"}, "unknown field(s) 'fliename'"),
+    ],
+)
+def test_invalid_rules_name_the_rule_and_reason(fields: dict[str, Any], reason: str) -> None:
+    with pytest.raises(BadRule, match=r"^rule r1: ") as caught:
+        rule(**fields)
+    assert reason in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        (None, "has:attachment"),
+        ("from:boss", "has:attachment (from:boss)"),
+        ('subject:"a \\"quoted\\" phrase"', 'has:attachment (subject:"a \\"quoted\\" phrase")'),
+        ("{a b} -c", "has:attachment ({a b} -c)"),
+    ],
+)
+def test_search_query(query: str | None, expected: str) -> None:
+    assert rule(query=query).search_query == expected
+
+
+def test_tester_only_counts_rules_whose_query_found_the_message() -> None:
+    pdfs = Rule.from_document({"_id": "pdfs", "user_uuid": "u", "filename": "*.pdf"})
+    everything = Rule.from_document({"_id": "all", "user_uuid": "u"})
+    disabled = Rule.from_document({"_id": "off", "user_uuid": "u", "enabled": False})
+    tester = RuleTester([pdfs, everything, disabled])
+    assert tester.rule_ids(Part(), found_by={"pdfs", "all", "off"}) == ["pdfs", "all"]
+    assert tester.rule_ids(Part(), found_by={"all"}) == ["all"]
+    assert tester.rule_ids(Part(filename="x.doc"), found_by={"pdfs"}) == []

@@ -5,13 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-def _env(name: str, default: Any, description: str) -> Any:
-    """A field read from `name` (and the `CRAWLER_`-less spelling for the AIRBRAKE_* ones)."""
-    return Field(default, validation_alias=AliasChoices(name), description=description)
+def _env(
+    name: str,
+    default: Any,
+    description: str,
+    *,
+    ge: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A field read from the environment variable `name`, with optional bounds."""
+    return Field(default, validation_alias=name, description=description, ge=ge, le=le, lt=lt)
 
 
 class Settings(BaseSettings):
@@ -38,12 +46,50 @@ class Settings(BaseSettings):
     oauth_client_secret: SecretStr = _env(
         "CRAWLER_OAUTH_CLIENT_SECRET", SecretStr(""), "OAuth2 client secret"
     )
+    oauth_refresh_margin: float = _env(
+        "CRAWLER_OAUTH_REFRESH_MARGIN", 300.0, "refresh an access token this many seconds early"
+    )
+    oauth_timeout: float = _env("CRAWLER_OAUTH_TIMEOUT", 20.0, "token endpoint timeout, seconds")
     secret_key: SecretStr = _env(
         "CRAWLER_SECRET_KEY", SecretStr(""), "Fernet key that encrypts tokens at rest"
     )
     blob_dir: Path = _env("CRAWLER_BLOB_DIR", Path("var/blobs"), "filesystem blob store root")
     client_id: int | None = _env("CRAWLER_CLIENT_ID", None, "static shard id")
     client_count: int | None = _env("CRAWLER_CLIENT_COUNT", None, "static shard count")
+    crawl_interval: float = _env(
+        "CRAWLER_CRAWL_INTERVAL", 900.0, "seconds between crawls of an account"
+    )
+    throttle_backoff: float = _env(
+        "CRAWLER_THROTTLE_BACKOFF", 300.0, "first backoff after [THROTTLED]"
+    )
+    overquota_backoff: float = _env(
+        "CRAWLER_OVERQUOTA_BACKOFF", 3600.0, "first backoff, over quota"
+    )
+    connections_backoff: float = _env(
+        "CRAWLER_CONNECTIONS_BACKOFF", 60.0, "first backoff after too many connections"
+    )
+    throttle_backoff_max: float = _env("CRAWLER_THROTTLE_BACKOFF_MAX", 86400.0, "backoff cap")
+    error_backoff: float = _env("CRAWLER_ERROR_BACKOFF", 300.0, "first retry delay after an error")
+    error_backoff_max: float = _env("CRAWLER_ERROR_BACKOFF_MAX", 21600.0, "error retry delay cap")
+    backoff_jitter: float = _env(
+        "CRAWLER_BACKOFF_JITTER", 0.2, "share of each backoff taken off at random", ge=0, lt=1
+    )
+    fetch_batch: int = _env(
+        "CRAWLER_FETCH_BATCH", 200, "UIDs per metadata FETCH and per queue claim", ge=1, le=5000
+    )
+    download_budget: int = _env(
+        "CRAWLER_DOWNLOAD_BUDGET", 8 * 2**20, "encoded bytes of parts per download command"
+    )
+    chunk_size: int = _env("CRAWLER_CHUNK_SIZE", 2**20, "bytes per partial fetch of a big part")
+    max_attachment_size: int = _env(
+        "CRAWLER_MAX_ATTACHMENT_SIZE", 50 * 2**20, "larger attachments are skipped and recorded"
+    )
+    max_queries: int = _env("CRAWLER_MAX_QUERIES", 20, "distinct rule queries searched per account")
+    imap_timeout: float = _env("CRAWLER_IMAP_TIMEOUT", 60.0, "IMAP socket timeout, seconds")
+    lease_ttl: float = _env("CRAWLER_LEASE_TTL", 120.0, "seconds an account lease lives unrenewed")
+    resync_interval: float = _env(
+        "CRAWLER_RESYNC_INTERVAL", 3600.0, "seconds between full scans of rules for new accounts"
+    )
     airbrake_project_id: int | None = _env("AIRBRAKE_PROJECT_ID", None, "Airbrake project id")
     airbrake_project_key: SecretStr = _env(
         "AIRBRAKE_PROJECT_KEY", SecretStr(""), "Airbrake project key"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         "CRAWLER_SECRET_KEY", SecretStr(""), "Fernet key that encrypts tokens at rest"
     )
     blob_dir: Path = _env("CRAWLER_BLOB_DIR", Path("var/blobs"), "filesystem blob store root")
+    blob_store: Literal["file", "gridfs"] = _env(
+        "CRAWLER_BLOB_STORE", "file", "where attachments go: file (CRAWLER_BLOB_DIR) or gridfs"
+    )
     client_id: int | None = _env("CRAWLER_CLIENT_ID", None, "static shard id")
     client_count: int | None = _env("CRAWLER_CLIENT_COUNT", None, "static shard count")
     crawl_interval: float = _env(

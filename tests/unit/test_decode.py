@@ -1,0 +1,252 @@
+import base64
+import binascii
+import email.policy
+import itertools
+import quopri
+import tracemalloc
+from collections.abc import Iterable
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from crawler.decode import PartDecoder
+from crawler.errors import BadInput
+
+pytestmark = pytest.mark.unit
+
+MB = 1024 * 1024
+
+
+def decode(encoding: str, chunks: Iterable[bytes]) -> bytes:
+    decoder = PartDecoder(encoding)
+    return b"".join([*(decoder.feed(chunk) for chunk in chunks), decoder.finish()])
+
+
+def pieces(text: bytes, cuts: Iterable[int]) -> list[bytes]:
+    bounds = [0, *sorted(cuts), len(text)]
+    return [text[start:end] for start, end in itertools.pairwise(bounds)]
+
+
+def single_bytes(text: bytes) -> list[bytes]:
+    return [text[index : index + 1] for index in range(len(text))]
+
+
+def email_decode(encoding: str, text: bytes) -> bytes:
+    """What Python's email package makes of a part with this body."""
+    raw = (
+        b"Content-Type: application/octet-stream\r\n"
+        b"Content-Transfer-Encoding: " + encoding.encode() + b"\r\n\r\n" + text
+    )
+    message = BytesParser(policy=email.policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload
+
+
+def lenient_b64decode(text: bytes) -> bytes:
+    """`base64.b64decode`, but closing an unpadded last quantum (the decoder's rule) instead."""
+    try:
+        return base64.b64decode(text)
+    except binascii.Error as error:
+        if "1 more than a multiple of 4" in str(error):  # a lone sixth of a byte: dropped
+            return base64.b64decode(text + b"A==")[:-1]
+        return base64.b64decode(text + b"==")
+
+
+def crlf_lines(text: bytes) -> bytes:
+    return text.replace(b"\n", b"\r\n")
+
+
+@st.composite
+def cut_text(draw: st.DrawFn, texts: st.SearchStrategy[bytes]) -> tuple[bytes, list[int]]:
+    text = draw(texts)
+    cuts = draw(st.lists(st.integers(0, len(text)), max_size=12))
+    return text, cuts
+
+
+def text_over(alphabet: bytes, max_size: int = 80) -> st.SearchStrategy[bytes]:
+    return st.lists(st.sampled_from(alphabet), max_size=max_size).map(bytes)
+
+
+# -- choosing the decoder --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "encoding", ["base64", "BASE64", " Base64 ", "quoted-printable", "7BIT", "8bit", "Binary"]
+)
+def test_known_encodings_are_accepted_in_any_case(encoding: str) -> None:
+    assert PartDecoder(encoding).encoding == encoding.strip().lower()
+
+
+@pytest.mark.parametrize("encoding", ["x-uuencode", "base-64", "", "gzip\r\nX-Evil: 1"])
+def test_unknown_encodings_are_bad_input_naming_them(encoding: str) -> None:
+    with pytest.raises(BadInput, match="unsupported Content-Transfer-Encoding") as error:
+        PartDecoder(encoding)
+    assert repr(encoding) in str(error.value)
+
+
+@pytest.mark.parametrize("encoding", ["7bit", "8bit", "binary"])
+def test_identity_encodings_pass_bytes_through(encoding: str) -> None:
+    text = b"line one\r\n\xff\x00 =3D line two\r\n"
+    assert decode(encoding, pieces(text, [3, 11])) == text
+
+
+# -- base64 ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"aGVsbG8gd29ybGQ=", b"hello world"),
+        (b"aGVs\r\nbG8g\r\nd29y\r\nbGQ=\r\n", b"hello world"),  # line breaks anywhere
+        (b" aG\tVs bG8 ", b"hello"),
+        (b"aGVsbG8", b"hello"),  # missing padding: 3 characters give 2 bytes
+        (b"aGVsbA", b"hell"),  # missing padding: 2 characters give 1 byte
+        (b"aGVsbA=", b"hell"),  # half the padding
+        (b"aGVsb", b"hel"),  # a lone character is less than a byte: dropped
+        (b"aG!Vs*bG8-", b"hello"),  # garbage outside the alphabet is skipped
+        (b"aGVs_bG8", b"hello"),  # base64url characters are garbage here
+        (b"YQ==YWJj", b"a"),  # a padded quantum ends the data, as in binascii
+        (b"YQ==\r\n\r\n--boundary--\r\n", b"a"),  # so a stray MIME trailer is harmless
+        (b"=YWJj", b"abc"),  # padding where no quantum can end is skipped
+        (b"YW=Jj", b"abc"),
+        (b"YW=JjYW=Jj", b"abcabc"),  # a character between two `=` breaks up the padding
+        (b"YWJjY===", b"abc"),  # nor after a quantum's first character
+        (b"YW===Jj", b"a"),
+        (b"", b""),
+        (b"\r\n", b""),
+    ],
+)
+def test_base64_table(text: bytes, expected: bytes) -> None:
+    assert decode("base64", [text]) == expected
+    assert decode("base64", single_bytes(text)) == expected
+
+
+@pytest.mark.parametrize("text", [b"aGVsbG8", b"aGVsbA", b"aGVsbG8gd29y\r\nbGQ", b"aGVs bG8="])
+def test_base64_missing_padding_decodes_as_the_email_package_does(text: bytes) -> None:
+    assert decode("base64", single_bytes(text)) == email_decode("base64", text)
+
+
+def test_base64_input_after_the_padding_is_ignored() -> None:
+    decoder = PartDecoder("base64")
+    assert decoder.feed(b"YWI=") == b"ab"
+    assert decoder.feed(b"YWJj") == b""
+    assert decoder.finish() == b""
+
+
+def test_base64_decodes_each_complete_quantum_without_waiting() -> None:
+    decoder = PartDecoder("base64")
+    assert decoder.feed(b"YWJjZG") == b"abc"
+    assert decoder.feed(b"VmZw") == b"def"
+    assert decoder.finish() == b"g"
+
+
+@given(st.binary(max_size=2000), st.data())
+def test_base64_of_any_data_split_anywhere_decodes_to_the_data(
+    data: bytes, draw: st.DataObject
+) -> None:
+    text = crlf_lines(base64.encodebytes(data))
+    cuts = draw.draw(st.lists(st.integers(0, len(text)), max_size=12))
+    assert decode("base64", pieces(text, cuts)) == data
+    assert email_decode("base64", text) == data
+
+
+@given(cut_text(text_over(b"YWJjQ+/0===\r\n !-")))
+def test_base64_of_any_text_split_anywhere_decodes_as_the_whole(
+    example: tuple[bytes, list[int]],
+) -> None:
+    text, cuts = example
+    assert decode("base64", pieces(text, cuts)) == lenient_b64decode(text)
+
+
+# -- quoted-printable ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"caf=C3=A9\r\n", "café\r\n".encode()),
+        (b"caf=c3=a9", "café".encode()),  # lowercase hex
+        (b"a very long =\r\nline", b"a very long line"),  # soft line break
+        (b"soft =\nbreak", b"soft break"),  # soft line break with a bare LF
+        (b"ends in a soft break=", b"ends in a soft break"),
+        (b"1+1=3D2", b"1+1=2"),
+        (b"a=ZZb", b"a=ZZb"),  # an escape that is not hex stays as it is
+        (b"a=3", b"a=3"),  # an escape cut short by the end stays as it is
+        (b"a==3D", b"a=3D"),  # `==` is a literal `=`
+        (b"x=\rignored\ny", b"xy"),  # a bare CR after `=` breaks the line up to the LF
+        (b"tab\tand space \r\n", b"tab\tand space \r\n"),
+        (b"", b""),
+    ],
+)
+def test_quoted_printable_table(text: bytes, expected: bytes) -> None:
+    assert decode("quoted-printable", [text]) == expected
+    assert decode("quoted-printable", single_bytes(text)) == expected
+    assert quopri.decodestring(text) == expected
+
+
+@given(st.binary(max_size=2000), st.data())
+def test_quoted_printable_of_any_data_split_anywhere_decodes_to_the_data(
+    data: bytes, draw: st.DataObject
+) -> None:
+    text = quopri.encodestring(data)
+    cuts = draw.draw(st.lists(st.integers(0, len(text)), max_size=12))
+    assert decode("quoted-printable", pieces(text, cuts)) == data
+    on_the_wire = crlf_lines(text)
+    assert decode("quoted-printable", pieces(on_the_wire, cuts)) == email_decode(
+        "quoted-printable", on_the_wire
+    )
+
+
+@given(cut_text(text_over(b"==\r\nA4fz \t")))
+def test_quoted_printable_of_any_text_split_anywhere_decodes_as_the_whole(
+    example: tuple[bytes, list[int]],
+) -> None:
+    text, cuts = example
+    assert decode("quoted-printable", pieces(text, cuts)) == quopri.decodestring(text)
+
+
+@given(text_over(b"=\rA4z\n", max_size=24))
+def test_quoted_printable_one_byte_at_a_time_decodes_as_the_whole(text: bytes) -> None:
+    assert decode("quoted-printable", single_bytes(text)) == quopri.decodestring(text)
+
+
+def test_quoted_printable_does_not_wait_for_a_line_break() -> None:
+    decoder = PartDecoder("quoted-printable")
+    assert decoder.feed(b"no line break here =3") == b"no line break here "
+    assert decoder.feed(b"D and on") == b"= and on"
+    assert decoder.finish() == b""
+
+
+# -- memory ----------------------------------------------------------------------------
+
+
+def peak_allocation(encoding: str, chunk: bytes, times: int) -> int:
+    """The decoder's own peak allocation (the chunk is allocated before tracing starts)."""
+    decoder = PartDecoder(encoding)
+    tracemalloc.start()
+    try:
+        for _ in range(times):
+            decoder.feed(chunk)
+        decoder.finish()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "chunk"),
+    [
+        ("base64", b"QUJD" * (MB // 4)),
+        ("quoted-printable", b"x" * MB),  # one line without a break
+        ("quoted-printable", b"=\r" + b"x" * MB),  # a soft break swallowing a huge line
+        ("quoted-printable", b"=" * MB),
+    ],
+    ids=["base64", "qp-long-line", "qp-swallowed-line", "qp-equals-signs"],
+)
+def test_memory_follows_the_chunk_size_not_the_part_size(encoding: str, chunk: bytes) -> None:
+    assert peak_allocation(encoding, chunk, times=20) < 4 * MB

@@ -11,7 +11,7 @@ import random
 from config import Settings
 from crawler.errors import OverQuota, Throttled, TooManyConnections
 
-_RANDOM = random.Random()
+_RANDOM = random.Random()  # noqa: S311  # jitter needs spread, not secrecy
 
 
 def _exponential(first: float, cap: float, count: int, jitter: float, rng: random.Random) -> float:

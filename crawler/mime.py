@@ -36,10 +36,13 @@ class AttachmentPart:
     content_id: str | None
     inline: bool
     needs_header: bool  # no usable name in the structure: read BODY.PEEK[<part>.MIME]
+    decoded_size: int | None = None  # known once downloaded
 
     @property
     def size(self) -> int:
-        """Decoded size estimated from the encoded one (exact once downloaded)."""
+        """Decoded size: exact once downloaded, else estimated from the encoded size."""
+        if self.decoded_size is not None:
+            return self.decoded_size
         if self.encoding == "base64":
             return self.encoded_size * 57 // 78  # 76 characters and CRLF carry 57 bytes
         return self.encoded_size

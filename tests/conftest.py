@@ -42,4 +42,9 @@ def redis_prefix(redis_server: redis.Redis) -> Iterator[str]:
         redis_server.delete(*keys)
 
 
-pytest_plugins = ["tests.plugins.mongo", "tests.plugins.dovecot", "tests.plugins.fakes"]
+pytest_plugins = [
+    "tests.plugins.mongo",
+    "tests.plugins.dovecot",
+    "tests.plugins.fakes",
+    "tests.plugins.crawling",
+]

@@ -1,0 +1,408 @@
+"""`GmailCrawler`: one crawl of one account, end to end.
+
+Connect and authenticate, EXAMINE All Mail, search for UIDs above the cursor (unless a queue is
+left from a crawl that stopped), push them, then drain the queue in batches: metadata, the
+wanted parts, blobs, attachment documents, ack. The cursor advances only once the queue is empty.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from config import Settings
+from crawler.blobs import BlobStore
+from crawler.download import Downloader, Fetched, Wanted
+from crawler.errors import (
+    AuthFailed,
+    AuthRevoked,
+    BadAccount,
+    ConfigError,
+    CrawlerError,
+    PartialFetch,
+    ProtocolError,
+    Throttled,
+    WebLoginRequired,
+)
+from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
+from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header
+from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
+from crawler.rules import Rule, RuleTester
+from crawler.store import Store
+from crawler.uidqueue import UidQueue
+
+GMAIL_PROVIDERS = frozenset({"gmail_oauth", "g_apps_oauth"})
+MAX_FAILED_UIDS = 1000
+
+
+@dataclass
+class CrawlResult:
+    """What one crawl did."""
+
+    messages: int = 0
+    attachments: int = 0
+    bytes: int = 0
+    skipped: int = 0
+    failed: int = 0
+    commands: int = 0
+    bytes_in: int = 0
+
+
+class GmailCrawler:
+    """Crawls one account; raises `Throttled` (or a subclass) when Gmail says to back off."""
+
+    def __init__(
+        self,
+        *,
+        account: Mapping[str, Any],
+        rules: Sequence[Rule],
+        settings: Settings,
+        status: Mapping[str, Any],
+        store: Store,
+        queue: UidQueue,
+        blobs: BlobStore,
+        cipher: TokenCipher | None,
+        tokens: TokenSource | None = None,
+        rule_tester: type[RuleTester] = RuleTester,
+        clock: Callable[[], float] = time.time,
+        **_: Any,
+    ) -> None:
+        self.account = account
+        self.user_uuid = str(account["user_uuid"])
+        self.provider = str(account.get("provider") or "gmail_oauth")
+        self.gmail = self.provider in GMAIL_PROVIDERS
+        self.rules = list(rules)
+        self.settings = settings
+        self.status = dict(status)
+        self.store = store
+        self.queue = queue
+        self.blobs = blobs
+        self.cipher = cipher
+        self.tokens = tokens
+        self.tester = rule_tester(self.rules)
+        self.clock = clock
+        self.result = CrawlResult()
+
+    def crawl(self) -> CrawlResult:
+        """Run one crawl of the account."""
+        session = self._connect()
+        try:
+            self._authenticate(session)
+            mailbox = session.examine(self._folder(session))
+            self._check_uidvalidity(mailbox)
+            if self.queue.drained():
+                self._search(session, mailbox)
+            self._drain(session)
+            self._advance_cursor()
+        finally:
+            self.result.commands = session.tap.commands
+            self.result.bytes_in = session.tap.bytes_in
+            session.logout()
+        return self.result
+
+    # -- session ------------------------------------------------------------------------
+
+    def _connect(self) -> ImapSession:
+        host, port, tls = self._server()
+        return ImapSession(
+            host,
+            port,
+            tls=tls,
+            timeout=self.settings.imap_timeout,
+            max_literal=max(self.settings.download_budget, self.settings.chunk_size) + 2**16,
+        )
+
+    def _server(self) -> tuple[str, int, bool]:
+        if self.gmail:
+            return self.settings.imap_host, self.settings.imap_port, self.settings.imap_tls
+        imap = self.account.get("imap")
+        if not isinstance(imap, Mapping) or not isinstance(imap.get("host"), str):
+            raise BadAccount("imap.host is missing for an imap_password account")
+        return str(imap["host"]), int(imap.get("port", 993)), bool(imap.get("tls", True))
+
+    def _authenticate(self, session: ImapSession) -> None:
+        email = self.account.get("email")
+        if not isinstance(email, str) or not email:
+            raise BadAccount("email is missing")
+        if not self.gmail:
+            password = self._cipher().decrypt(self.account.get("password"), "password")
+            session.login(str(self.account.get("username") or email), password)
+            return
+        session.require("X-GM-EXT-1")
+        oauth = self.account.get("oauth")
+        if not isinstance(oauth, Mapping):
+            raise BadAccount("oauth is missing: authorize the account first")
+        if self.tokens is None:
+            raise ConfigError(MISSING_KEY)
+        cached = self.tokens.cached(oauth)
+        token = cached.token if cached else self._refresh(oauth)
+        try:
+            session.xoauth2(email, token)
+        except (AuthRevoked, WebLoginRequired):
+            raise
+        except AuthFailed:
+            if cached is None:
+                raise
+            session.xoauth2(email, self._refresh(oauth))  # the cached token was refused: once
+
+    def _cipher(self) -> TokenCipher:
+        if self.cipher is None:
+            raise ConfigError(MISSING_KEY)
+        return self.cipher
+
+    def _refresh(self, oauth: Mapping[str, Any]) -> str:
+        if self.tokens is None:
+            raise ConfigError(MISSING_KEY)
+        access = self.tokens.refresh(oauth)
+        self.store.save_oauth(self.user_uuid, self.tokens.encrypted(access))
+        return access.token
+
+    def _folder(self, session: ImapSession) -> str:
+        if self.gmail:
+            return session.all_mail()
+        folder = self.account.get("folder", "INBOX")
+        if not isinstance(folder, str):
+            raise BadAccount("folder must be a string")
+        return folder
+
+    # -- cursor and search --------------------------------------------------------------
+
+    def _check_uidvalidity(self, mailbox: Mailbox) -> None:
+        known = self.status.get("uidvalidity")
+        if known == mailbox.uidvalidity:
+            return
+        # New UIDs for everything: start over; gm_msgid keeps the stores duplicate-free.
+        self.queue.clear()
+        self.status.update(uidvalidity=mailbox.uidvalidity, last_uid=0, rules_seen=[])
+        self.status.update(pending_uid=0, pending_rules=[])
+        self.store.update_status(
+            self.user_uuid,
+            {key: self.status[key] for key in ("uidvalidity", "last_uid", "rules_seen")},
+        )
+
+    def _search(self, session: ImapSession, mailbox: Mailbox) -> None:
+        cursor = int(self.status.get("last_uid") or 0)
+        seen = set(self.status.get("rules_seen") or ())
+        top = mailbox.uidnext - 1 if mailbox.uidnext else None
+        hits: dict[int, list[str]] = defaultdict(list)
+        for query, group in self._queries().items():
+            starts = {rule.id: cursor if rule.id in seen else 0 for rule in group}
+            start = min(starts.values())
+            if top is not None and start >= top:
+                continue  # UIDNEXT says nothing new for these rules
+            for uid in session.search(query, start):
+                hits[uid] += [rule_id for rule_id, after in starts.items() if uid > after]
+        if hits:
+            self.queue.push(sorted(hits), rule_ids=hits)
+        pending = {"pending_uid": top or max(hits, default=cursor), "pending_rules": self._ids()}
+        self.status.update(pending)
+        self.store.update_status(self.user_uuid, pending)
+        if session.throttled:
+            raise Throttled("Gmail replied [THROTTLED] during the search")
+
+    def _queries(self) -> dict[str | None, list[Rule]]:
+        groups: dict[str | None, list[Rule]] = defaultdict(list)
+        for rule in self.tester.rules:
+            groups[rule.search_query if self.gmail else None].append(rule)
+        if len(groups) > self.settings.max_queries:
+            kept = dict(list(groups.items())[: self.settings.max_queries])
+            dropped = [
+                rule.id for key, group in groups.items() if key not in kept for rule in group
+            ]
+            self._rule_errors(
+                dropped, f"more than {self.settings.max_queries} distinct queries on the account"
+            )
+            return kept
+        return groups
+
+    def _ids(self) -> list[str]:
+        return [rule.id for rule in self.tester.rules]
+
+    def _advance_cursor(self) -> None:
+        if not self.queue.drained():
+            return
+        fields = {
+            "last_uid": max(
+                int(self.status.get("pending_uid") or 0), int(self.status.get("last_uid") or 0)
+            ),
+            "rules_seen": list(
+                self.status.get("pending_rules") or self.status.get("rules_seen") or []
+            ),
+        }
+        self.store.update_status(self.user_uuid, fields)
+
+    def _rule_errors(self, rule_ids: Sequence[str], reason: str) -> None:
+        if rule_ids:
+            self.store.update_status(
+                self.user_uuid, {f"rule_errors.{rule_id}": reason for rule_id in rule_ids}
+            )
+
+    # -- draining the queue -------------------------------------------------------------
+
+    def _drain(self, session: ImapSession) -> None:
+        downloader = Downloader(
+            session,
+            self.blobs,
+            self.settings.download_budget,
+            self.settings.chunk_size,
+            self._recheck,
+        )
+        while batch := self.queue.claim(self.settings.fetch_batch):
+            self._process(session, downloader, batch)
+            self.queue.ack(batch)
+            self.queue.lease.renew()
+            if session.throttled:
+                raise Throttled("Gmail replied [THROTTLED]")
+
+    def _process(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
+        found_by = self.queue.rule_ids(batch)
+        metas = self._metadata(session, batch)
+        wanted: list[Wanted] = []
+        for uid in batch:
+            meta = metas.get(uid)
+            if meta is not None:
+                wanted += self._wanted(session, meta, found_by.get(uid, []))
+        self.result.messages += len(metas)
+        identities = {uid: self._identity(meta) for uid, meta in metas.items()}
+        stored = self.store.attachment_keys(self.user_uuid, list(identities.values()))
+        fresh = []
+        for item in wanted:
+            key = (identities[item.uid], item.part.part)
+            if key in stored:  # kept before, maybe for other rules: only add these rules
+                self.store.add_rule_ids(self.user_uuid, *key, list(item.rule_ids))
+            else:
+                fresh.append(item)
+        for fetched in downloader.download(self._within_cap(metas, fresh)):
+            self._save(metas[fetched.wanted.uid], fetched)
+
+    def _metadata(self, session: ImapSession, batch: list[int]) -> dict[int, MessageMeta]:
+        try:
+            return session.metadata(batch, gmail=self.gmail)
+        except PartialFetch:
+            pass
+        metas: dict[int, MessageMeta] = {}
+        for uid in batch:  # Gmail could not FETCH some: find which, one UID at a time
+            try:
+                metas.update(session.metadata([uid], gmail=self.gmail))
+            except PartialFetch as error:
+                self._failed(uid, error)
+        return metas
+
+    def _wanted(
+        self, session: ImapSession, meta: MessageMeta, found_by: Sequence[str]
+    ) -> list[Wanted]:
+        try:
+            parts = attachment_parts(meta.bodystructure)
+        except ProtocolError as error:
+            self._failed(meta.uid, error)
+            return []
+        parts = self._named(session, meta.uid, parts)
+        wanted = []
+        for part in parts:
+            rule_ids = self.tester.rule_ids(part, found_by)
+            if rule_ids:
+                wanted.append(Wanted(meta.uid, part, tuple(rule_ids)))
+        return wanted
+
+    def _named(
+        self, session: ImapSession, uid: int, parts: list[AttachmentPart]
+    ) -> list[AttachmentPart]:
+        nameless = [part for part in parts if part.needs_header]
+        if not nameless:
+            return parts
+        response = session.fetch([uid], [f"BODY.PEEK[{part.part}.MIME]" for part in nameless])
+        headers = response.get(uid, {})
+        named = {}
+        for part in nameless:
+            header = headers.get(f"BODY[{part.part}.MIME]".encode())
+            name = filename_from_mime_header(header) if isinstance(header, bytes) else None
+            if name:
+                named[part.part] = replace(part, filename=name, needs_header=False)
+        return [named.get(part.part, part) for part in parts]
+
+    def _recheck(self, item: Wanted, size: int) -> tuple[str, ...]:
+        exact = replace(item.part, decoded_size=size)
+        return tuple(self.tester.rule_ids(exact, item.rule_ids))
+
+    def _within_cap(self, metas: Mapping[int, MessageMeta], wanted: list[Wanted]) -> list[Wanted]:
+        kept = []
+        for item in wanted:
+            if item.part.size > self.settings.max_attachment_size:
+                self._save_skipped(metas[item.uid], item, "larger than CRAWLER_MAX_ATTACHMENT_SIZE")
+            else:
+                kept.append(item)
+        return kept
+
+    # -- records ------------------------------------------------------------------------
+
+    def _identity(self, meta: MessageMeta) -> Any:
+        if meta.gm_msgid is not None:
+            return meta.gm_msgid
+        message_id = meta.envelope.message_id if meta.envelope else None
+        if message_id:
+            return (
+                message_id.decode("utf-8", "replace")
+                if isinstance(message_id, bytes)
+                else str(message_id)
+            )
+        return f"uid:{self.status.get('uidvalidity')}:{meta.uid}"
+
+    def _document(self, meta: MessageMeta, item: Wanted) -> dict[str, Any]:
+        envelope = meta.envelope
+        return {
+            "user_uuid": self.user_uuid,
+            "gm_msgid": self._identity(meta),
+            "gm_thrid": meta.gm_thrid,
+            "uid": meta.uid,
+            "uidvalidity": self.status.get("uidvalidity"),
+            "part": item.part.part,
+            "filename": item.part.filename,
+            "content_type": item.part.content_type,
+            "message": _message_fields(envelope),
+            "labels": list(meta.labels),
+            "rule_ids": list(item.rule_ids),
+            "saved_at": self.clock(),
+        }
+
+    def _save(self, meta: MessageMeta, fetched: Fetched) -> None:
+        document = self._document(meta, fetched.wanted)
+        document.update(size=fetched.size, sha256=fetched.sha256, blob=fetched.blob)
+        if self.store.save_attachment(document):
+            self.result.attachments += 1
+            self.result.bytes += fetched.size
+
+    def _save_skipped(self, meta: MessageMeta, item: Wanted, reason: str) -> None:
+        document = self._document(meta, item)
+        document.update(size=item.part.size, sha256=None, blob=None, skipped=reason)
+        if self.store.save_attachment(document):
+            self.result.skipped += 1
+
+    def _failed(self, uid: int, error: CrawlerError) -> None:
+        self.result.failed += 1
+        entry = {
+            "uid": uid,
+            "error": type(error).__name__,
+            "message": str(error)[:300],
+            "at": self.clock(),
+        }
+        self.store.push_failed_uid(self.user_uuid, entry, MAX_FAILED_UIDS)
+
+
+def _message_fields(envelope: Any) -> dict[str, Any]:
+    if envelope is None:
+        return {"from": None, "subject": None, "date": None}
+    sender = envelope.from_[0] if envelope.from_ else None
+    return {
+        "from": _text(f"{_text(sender.mailbox)}@{_text(sender.host)}") if sender else None,
+        "subject": _text(envelope.subject),
+        "date": envelope.date,
+    }
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

@@ -1,0 +1,202 @@
+"""One IMAP session with one account: connect, authenticate, find the folder, search, fetch.
+
+Read-only by construction: EXAMINE, never SELECT, and BODY.PEEK only. Every IMAPClient call goes
+through `_call`, which turns what the wire tap saw (and socket failures) into the error taxonomy.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import ssl
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from imapclient import exceptions as imap_errors
+from imapclient.response_types import Envelope
+
+from crawler.errors import (
+    AccountUnavailable,
+    BadRule,
+    CrawlerError,
+    ProtocolError,
+    Transient,
+)
+from crawler.gmail.wire import TappedIMAPClient, WireTap
+
+T = TypeVar("T")
+_UNSAFE_QUERY = re.compile(r"[\x00-\x1f\x7f]")
+METADATA_ITEMS = ("ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE")
+GMAIL_ITEMS = ("X-GM-MSGID", "X-GM-THRID", "X-GM-LABELS")
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """What EXAMINE says about the folder."""
+
+    name: str
+    uidvalidity: int
+    uidnext: int
+    exists: int
+
+
+@dataclass(frozen=True)
+class MessageMeta:
+    """One message's metadata from the batch FETCH."""
+
+    uid: int
+    gm_msgid: int | None
+    gm_thrid: int | None
+    labels: tuple[str, ...]
+    envelope: Envelope | None
+    bodystructure: Any
+    size: int
+    internaldate: datetime | None
+
+
+class ImapSession:
+    """A read-only IMAP session over a tapped IMAPClient."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: bool,
+        timeout: float,
+        max_literal: int,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.tap = WireTap(max_literal=max_literal)
+        context = (tls_context or ssl.create_default_context()) if tls else None
+        self.client: TappedIMAPClient = self._call(
+            "connect", lambda: TappedIMAPClient(self.tap, host, port, context, timeout)
+        )
+
+    @property
+    def throttled(self) -> bool:
+        """Whether Gmail appended [THROTTLED] to any reply so far."""
+        return self.tap.throttled
+
+    # -- authentication -----------------------------------------------------------------
+
+    def xoauth2(self, email: str, access_token: str) -> None:
+        """AUTHENTICATE XOAUTH2 with a bearer token."""
+        self._call("authenticate", lambda: self.client.oauth2_login(email, access_token))
+
+    def login(self, user: str, password: str) -> None:
+        """LOGIN with an app password (generic IMAP accounts)."""
+        self._call("login", lambda: self.client.login(user, password))
+
+    def require(self, capability: str) -> None:
+        """ProtocolError unless the server announced `capability`."""
+        if not self._call("capability", lambda: self.client.has_capability(capability)):
+            raise ProtocolError(f"the server does not offer {capability}: is this Gmail?")
+
+    # -- folders ------------------------------------------------------------------------
+
+    def all_mail(self) -> str:
+        """The name of All Mail, found by its `\\All` special-use flag (names are localized)."""
+        folders = self._call("list", self.client.list_folders)
+        for flags, _, name in folders:
+            if b"\\All" in flags:
+                return str(name)
+        raise AccountUnavailable(
+            "All Mail is hidden from IMAP: in Gmail settings, Labels, tick 'Show in IMAP' "
+            "for All Mail"
+        )
+
+    def examine(self, folder: str) -> Mailbox:
+        """EXAMINE (read-only) `folder`."""
+        data = self._call("examine", lambda: self.client.select_folder(folder, readonly=True))
+        try:
+            return Mailbox(
+                name=folder,
+                uidvalidity=int(data[b"UIDVALIDITY"]),
+                uidnext=int(data.get(b"UIDNEXT", 0)),
+                exists=int(data[b"EXISTS"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise ProtocolError(f"EXAMINE {folder!r} lacks {error}") from None
+
+    # -- search and fetch ---------------------------------------------------------------
+
+    def search(self, gmail_query: str | None, above_uid: int) -> list[int]:
+        """UIDs above `above_uid` that the X-GM-RAW query finds (every UID when None)."""
+        criteria: list[str] = ["UID", f"{above_uid + 1}:*"]
+        if gmail_query is not None:
+            if _UNSAFE_QUERY.search(gmail_query):
+                raise BadRule("query contains a control character")
+            criteria += ["X-GM-RAW", gmail_query]
+        found = self._call(
+            "search", lambda: self.client.search(criteria, charset="UTF-8" if gmail_query else None)
+        )
+        # `n:*` always includes the highest UID, even when it is below n.
+        return sorted(uid for uid in found if uid > above_uid)
+
+    def metadata(self, uids: Sequence[int], *, gmail: bool) -> dict[int, MessageMeta]:
+        """Metadata of `uids` in one UID FETCH."""
+        items = [*METADATA_ITEMS, *(GMAIL_ITEMS if gmail else ())]
+        response = self._call("fetch", lambda: self.client.fetch(list(uids), items))
+        try:
+            return {uid: _meta(uid, data) for uid, data in response.items() if uid in set(uids)}
+        except (KeyError, TypeError, ValueError) as error:
+            raise ProtocolError(f"FETCH answer lacks {error}") from None
+
+    def fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, dict[bytes, Any]]:
+        """A raw UID FETCH of `items` (BODY.PEEK sections) for `uids`."""
+        return dict(self._call("fetch", lambda: self.client.fetch(list(uids), list(items))))
+
+    def logout(self) -> None:
+        """LOGOUT, ignoring a connection that is already gone."""
+        with suppress(imaplib.IMAP4.error, OSError):
+            self.client.logout()
+
+    # -- error translation --------------------------------------------------------------
+
+    def _call(self, operation: str, action: Callable[[], T]) -> T:
+        self.tap.reset_signal()
+        try:
+            return action()
+        except CrawlerError:
+            raise
+        except imaplib.IMAP4.abort as error:
+            raise self._error(Transient, operation, error) from None
+        except (imaplib.IMAP4.error, imap_errors.ProtocolError) as error:
+            raise self._error(ProtocolError, operation, error) from None
+        except (OSError, EOFError) as error:  # socket.timeout and ssl.SSLError are OSErrors
+            raise self._error(Transient, operation, error) from None
+        except (ValueError, RecursionError, IndexError) as error:  # IMAPClient's parser gave up
+            raise self._error(ProtocolError, operation, error) from None
+
+    def _error(self, default: type[CrawlerError], operation: str, error: Exception) -> CrawlerError:
+        kind = self.tap.signal or default
+        detail = self.tap.signal_line or f"{type(error).__name__}: {str(error)[:200]}"
+        return kind(f"{operation}: {detail}")
+
+
+def _meta(uid: int, data: dict[bytes, Any]) -> MessageMeta:
+    labels = tuple(_label(label) for label in data.get(b"X-GM-LABELS", ()))
+    return MessageMeta(
+        uid=uid,
+        gm_msgid=_optional_int(data.get(b"X-GM-MSGID")),
+        gm_thrid=_optional_int(data.get(b"X-GM-THRID")),
+        labels=labels,
+        envelope=data.get(b"ENVELOPE"),
+        bodystructure=data[b"BODYSTRUCTURE"],
+        size=int(data.get(b"RFC822.SIZE", 0)),
+        internaldate=data.get(b"INTERNALDATE"),
+    )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)

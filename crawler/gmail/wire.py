@@ -1,0 +1,112 @@
+"""A tap on the IMAP connection: counts what goes over it and classifies what comes back.
+
+IMAPClient hides the tagged OK text of most commands and reads a literal cut short by a dropped
+connection as if it were data, so the session watches the wire itself: every line and literal
+goes through `WireTap`, which remembers `[THROTTLED]` and the first error Gmail signalled.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+from imapclient import IMAPClient, imap4, tls
+
+from crawler.errors import CrawlerError, Throttled
+from crawler.gmail.classify import classify
+
+
+@dataclass
+class WireTap:
+    """What one session has seen on the wire."""
+
+    max_literal: int
+    commands: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    throttled: bool = False
+    signal: type[CrawlerError] | None = None
+    signal_line: str = ""
+    truncated: bool = field(default=False)
+
+    def line(self, raw: bytes) -> None:
+        """A line read from the server (with its CRLF)."""
+        self.bytes_in += len(raw)
+        self._classify(raw.rstrip(b"\r\n"))
+
+    def literal(self, data: bytes, expected: int) -> None:
+        """A literal read; short when the connection closed inside it."""
+        self.bytes_in += len(data)
+        if len(data) < expected:
+            self.truncated = True
+            # What the server wrote before closing (e.g. `* BYE [OVERQUOTA]`) ended up here.
+            for raw in data.splitlines()[-3:]:
+                self._classify(raw)
+
+    def reset_signal(self) -> None:
+        """Forget the last error signal (before a new operation)."""
+        self.signal, self.signal_line, self.truncated = None, "", False
+
+    def _classify(self, line: bytes) -> None:
+        error = classify(line)
+        if error is Throttled:
+            self.throttled = True
+        elif error is not None and self.signal is None:
+            self.signal = error
+            self.signal_line = line.decode("utf-8", "replace")[:300]
+
+
+class _Tapped:
+    """Mixin for imaplib.IMAP4 classes that feeds the tap."""
+
+    def __init__(self, tap: WireTap, *args: Any) -> None:
+        self.tap = tap  # before imaplib's __init__, which reads the greeting
+        super().__init__(*args)
+
+    def _new_tag(self) -> bytes:
+        self.tap.commands += 1
+        return super()._new_tag()  # type: ignore[misc, no-any-return]  # imaplib is untyped here
+
+    def readline(self) -> bytes:
+        line: bytes = super().readline()  # type: ignore[misc]  # imaplib is untyped here
+        self.tap.line(line)
+        return line
+
+    def read(self, size: int) -> bytes:
+        if size > self.tap.max_literal:
+            raise imaplib.IMAP4.abort(f"literal of {size} bytes is over the limit")
+        data: bytes = super().read(size)  # type: ignore[misc]  # imaplib is untyped here
+        self.tap.literal(data, size)
+        return data
+
+    def send(self, data: bytes) -> None:
+        self.tap.bytes_out += len(data)
+        super().send(data)  # type: ignore[misc]  # imaplib is untyped here
+
+
+class _TappedPlain(_Tapped, imap4.IMAP4WithTimeout):  # type: ignore[misc]  # untyped base
+    pass
+
+
+class _TappedTLS(_Tapped, tls.IMAP4_TLS):  # type: ignore[misc]  # untyped base
+    pass
+
+
+class TappedIMAPClient(IMAPClient):  # type: ignore[misc]  # IMAPClient is untyped
+    """IMAPClient whose connection reports to a WireTap."""
+
+    def __init__(
+        self, tap: WireTap, host: str, port: int, tls_context: ssl.SSLContext | None, timeout: float
+    ) -> None:
+        self.tap = tap
+        super().__init__(
+            host, port=port, ssl=tls_context is not None, ssl_context=tls_context, timeout=timeout
+        )
+
+    def _create_IMAP4(self) -> Any:  # overrides IMAPClient to tap the connection
+        timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _TappedTLS(self.tap, self.host, self.port, self.ssl_context, timeout)
+        return _TappedPlain(self.tap, self.host, self.port, timeout)

@@ -1,0 +1,266 @@
+"""`CrawlIterator`: one pass over the due accounts of a shard.
+
+For each due account of the shard: take the lease, put back what a dead crawl left in flight,
+run the provider's crawler class, and turn the outcome into `crawl_status`. One account's failure
+never stops the pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from config import Settings, load_settings
+from crawler.backoff import error_delay, throttle_delay
+from crawler.blobs import BlobStore, open_blob_store
+from crawler.crawl import CrawlResult, GmailCrawler
+from crawler.errors import AuthFailed, AuthRevoked, BadAccount, BadRule, CrawlerError, Throttled
+from crawler.keys import Keys, check_user_uuid
+from crawler.lease import Lease
+from crawler.oauth import TokenCipher, TokenSource
+from crawler.rules import Rule, RuleTester
+from crawler.store import Document, Store, in_shard
+from crawler.uidqueue import UidQueue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CRAWLERS: Mapping[str, type[Any]] = {
+    "gmail_oauth": GmailCrawler,
+    "g_apps_oauth": GmailCrawler,
+    "imap_password": GmailCrawler,
+}
+
+
+@dataclass
+class PassResult:
+    """What one pass did, account by account."""
+
+    outcomes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        """Accounts whose crawl ended in `error`."""
+        return [user for user, state in self.outcomes.items() if state == "error"]
+
+
+class CrawlIterator:
+    """Crawls every due, unthrottled account of shard `client_id` of `client_count`."""
+
+    def __init__(
+        self,
+        database: Database[Document] | str,
+        rule_tester: type[RuleTester] = RuleTester,
+        crawler_map: Mapping[str, type[Any]] | None = None,
+        client_id: int = 0,
+        client_count: int = 1,
+        *,
+        settings: Settings | None = None,
+        redis_client: redis.Redis | None = None,
+        blobs: BlobStore | None = None,
+        worker_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not 0 <= client_id < client_count:
+            raise ValueError(f"client_id {client_id} is not in 0..{client_count - 1}")
+        self.settings = settings or load_settings()
+        self.store = Store(self._database(database))
+        self.store.ensure_indexes()
+        self.rule_tester = rule_tester
+        self.crawler_map = dict(crawler_map or DEFAULT_CRAWLERS)
+        self.client_id, self.client_count = client_id, client_count
+        self.redis = redis_client or redis.Redis.from_url(self.settings.redis_url)
+        self.keys = Keys(self.settings.redis_prefix)
+        self._blobs = blobs
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.clock = clock
+        key = self.settings.secret_key.get_secret_value()
+        # Only crawls that touch tokens need the key; they fail clearly without it.
+        self.cipher = TokenCipher(key) if key else None
+
+    def _database(self, database: Database[Document] | str) -> Database[Document]:
+        if isinstance(database, str):
+            client: MongoClient[Document] = MongoClient(self.settings.mongodb_url)
+            return client[database]
+        return database
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store, opened on first use."""
+        if self._blobs is None:
+            self._blobs = open_blob_store(self.settings, self.store.db)
+        return self._blobs
+
+    def iterate(self) -> PassResult:
+        """One pass: crawl every due account of this shard once."""
+        now = self.clock()
+        self.store.discover_accounts(now)
+        result = PassResult()
+        for status in self.due(now):
+            user_uuid = status["user_uuid"]
+            result.outcomes[user_uuid] = self.crawl_account(status)
+        return result
+
+    def due(self, now: float) -> Iterator[Document]:
+        """The due statuses of this shard."""
+        for status in self.store.due(now):
+            user_uuid = status.get("user_uuid")
+            if isinstance(user_uuid, str) and in_shard(
+                user_uuid, self.client_id, self.client_count
+            ):
+                yield status
+
+    def crawl_account(self, status: Mapping[str, Any]) -> str:
+        """Crawl one account under its lease; the state it ends in ('skipped' if leased)."""
+        user_uuid = str(status["user_uuid"])
+        try:
+            check_user_uuid(user_uuid)
+        except BadAccount as error:
+            return self._finish_error(user_uuid, error)
+        lease = Lease(self.redis, self.keys, user_uuid, self.worker_id, self.settings.lease_ttl)
+        if not lease.acquire():
+            return "skipped"
+        try:
+            queue = UidQueue(self.redis, self.keys, user_uuid, lease)
+            queue.requeue_inflight()
+            return self._run(user_uuid, status, queue)
+        finally:
+            lease.release()
+
+    def _run(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
+        started = self.clock()
+        self.store.update_status(
+            user_uuid, {"state": "crawling", "last_started_at": started, "worker": self.worker_id}
+        )
+        try:
+            crawler = self._crawler(user_uuid, status, queue)
+            result = crawler.crawl()
+        except Throttled as error:
+            return self._finish_throttled(user_uuid, status, error)
+        except AuthFailed as error:
+            return self._finish_auth_failed(user_uuid, error)
+        except CrawlerError as error:
+            return self._finish_error(user_uuid, error, status)
+        except Exception as error:  # any bug fails this account, never the pass
+            log.exception("crawl of %s failed", user_uuid)
+            return self._finish_error(user_uuid, error, status)
+        return self._finish_ok(user_uuid, result if isinstance(result, CrawlResult) else None)
+
+    def _crawler(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> Any:
+        account = self.store.account(user_uuid) or {"user_uuid": user_uuid}
+        provider = account.get("provider") or "gmail_oauth"
+        crawler_class = self.crawler_map.get(provider)
+        if crawler_class is None:
+            raise BadAccount(f"provider {provider!r} has no crawler")
+        return crawler_class(
+            account=account,
+            rules=self._rules(user_uuid),
+            settings=self.settings,
+            status=status,
+            store=self.store,
+            queue=queue,
+            blobs=self.blobs,
+            cipher=self.cipher,
+            tokens=self.cipher and TokenSource(self.settings, self.cipher, clock=self.clock),
+            rule_tester=self.rule_tester,
+            clock=self.clock,
+        )
+
+    def _rules(self, user_uuid: str) -> list[Rule]:
+        rules, errors = [], {}
+        for document in self.store.enabled_rules(user_uuid):
+            try:
+                rules.append(Rule.from_document(document))
+            except BadRule as error:
+                errors[str(document.get("_id"))] = str(error)
+        self.store.update_status(user_uuid, {"rule_errors": errors})
+        if not rules:
+            raise BadRule("the account has no usable rule" + (f": {errors}" if errors else ""))
+        return rules
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _finish_ok(self, user_uuid: str, result: CrawlResult | None) -> str:
+        now = self.clock()
+        totals = {}
+        if result is not None:
+            totals = {
+                "totals.messages": result.messages,
+                "totals.attachments": result.attachments,
+                "totals.bytes": result.bytes,
+            }
+        self.store.update_status(
+            user_uuid,
+            {
+                "state": "idle",
+                "next_crawl_at": now + self.settings.crawl_interval,
+                "last_finished_at": now,
+                "consecutive_throttles": 0,
+                "consecutive_errors": 0,
+                "throttle_reason": None,
+                "last_error": None,
+            },
+            inc=totals,
+        )
+        return "idle"
+
+    def _finish_throttled(self, user_uuid: str, status: Mapping[str, Any], error: Throttled) -> str:
+        now = self.clock()
+        consecutive = int(status.get("consecutive_throttles") or 0) + 1
+        until = now + throttle_delay(error, consecutive, self.settings)
+        self.store.update_status(
+            user_uuid,
+            {
+                "state": "throttled",
+                "throttle_backoff_timestamp": until,
+                "next_crawl_at": until,
+                "consecutive_throttles": consecutive,
+                "throttle_reason": error.reason,
+                "last_finished_at": now,
+                "last_error": _error_record(error, now),
+            },
+        )
+        return "throttled"
+
+    def _finish_auth_failed(self, user_uuid: str, error: AuthFailed) -> str:
+        now = self.clock()
+        self.store.update_status(
+            user_uuid,
+            {
+                "state": "auth_failed",
+                "next_crawl_at": None,  # only re-authorizing the account brings it back
+                "last_finished_at": now,
+                "last_error": _error_record(error, now),
+                "auth_revoked": isinstance(error, AuthRevoked),
+            },
+        )
+        return "auth_failed"
+
+    def _finish_error(
+        self, user_uuid: str, error: Exception, status: Mapping[str, Any] | None = None
+    ) -> str:
+        now = self.clock()
+        consecutive = int((status or {}).get("consecutive_errors") or 0) + 1
+        self.store.update_status(
+            user_uuid,
+            {
+                "state": "error",
+                "next_crawl_at": now + error_delay(consecutive, self.settings),
+                "consecutive_errors": consecutive,
+                "last_finished_at": now,
+                "last_error": _error_record(error, now),
+            },
+        )
+        return "error"
+
+
+def _error_record(error: Exception, now: float) -> dict[str, Any]:
+    return {"type": type(error).__name__, "message": str(error)[:500], "at": now}

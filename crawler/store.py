@@ -1,0 +1,179 @@
+"""Every MongoDB call the crawler makes: the `rules`, `accounts`, `crawl_status` and
+`attachments` collections and their indexes.
+
+Keeping them here keeps the contract narrow: the same operations run on mongomock, on the
+embedded stand-in and on a real MongoDB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+Document = dict[str, Any]
+
+
+def stable_hash(user_uuid: str) -> int:
+    """A hash of `user_uuid` that every process and Python version agrees on."""
+    return int.from_bytes(hashlib.blake2b(user_uuid.encode(), digest_size=8).digest(), "big")
+
+
+def in_shard(user_uuid: str, client_id: int, client_count: int) -> bool:
+    """Whether the account belongs to shard `client_id` of `client_count`."""
+    return stable_hash(user_uuid) % client_count == client_id
+
+
+class Store:
+    """The crawler's MongoDB collections."""
+
+    def __init__(self, database: Database[Document]) -> None:
+        self.db = database
+        self.rules = database["rules"]
+        self.accounts = database["accounts"]
+        self.status = database["crawl_status"]
+        self.attachments = database["attachments"]
+        self.meta = database["crawler_meta"]
+
+    def ensure_indexes(self) -> None:
+        """Create the indexes the queries below rely on (idempotent)."""
+        self.rules.create_index([("user_uuid", ASCENDING), ("enabled", ASCENDING)])
+        self.accounts.create_index("user_uuid", unique=True)
+        self.status.create_index("user_uuid", unique=True)
+        self.status.create_index("next_crawl_at")
+        self.status.create_index("state")
+        self.attachments.create_index(
+            [("user_uuid", ASCENDING), ("gm_msgid", ASCENDING), ("part", ASCENDING)], unique=True
+        )
+        self.attachments.create_index("sha256")
+
+    # -- accounts and rules -------------------------------------------------------------
+
+    def discover_accounts(self, now: float) -> int:
+        """Give accounts with rules added since the last call a `crawl_status`, due now.
+
+        Costs in proportion to the rules added since then, not to all rules: it reads the rules
+        whose ObjectId is above a watermark. `resync_accounts` catches the rest.
+        """
+        meta = self.meta.find_one({"_id": "discovery"}) or {}
+        query: Document = {"_id": {"$gt": meta["watermark"]}} if "watermark" in meta else {}
+        newest = self.rules.find(query, {"_id": 1}).sort("_id", DESCENDING).limit(1)
+        top = next(iter(newest), None)
+        if top is None or not isinstance(top["_id"], ObjectId):
+            return 0
+        query["_id"] = {**query.get("_id", {}), "$lte": top["_id"], "$type": "objectId"}
+        created = self.ensure_statuses(self.rules.distinct("user_uuid", query), now)
+        self.meta.update_one({"_id": "discovery"}, {"$max": {"watermark": top["_id"]}}, upsert=True)
+        return created
+
+    def resync_accounts(self, now: float) -> int:
+        """A full scan of `rules` for accounts without status (e.g. rules with string ids)."""
+        known = set(self.status.distinct("user_uuid"))
+        wanted = self.rules.distinct("user_uuid", {"enabled": {"$ne": False}})
+        return self.ensure_statuses([uuid for uuid in wanted if uuid not in known], now)
+
+    def ensure_statuses(self, user_uuids: list[Any], now: float) -> int:
+        """Create a `crawl_status` (due now) for each account that has none; how many."""
+        statuses = [new_status(uuid, now) for uuid in user_uuids if isinstance(uuid, str)]
+        if not statuses:
+            return 0
+        try:
+            return len(self.status.insert_many(statuses, ordered=False).inserted_ids)
+        except BulkWriteError as error:  # the unique index refused the ones that exist
+            return int(error.details.get("nInserted", 0))
+
+    def enabled_rules(self, user_uuid: str) -> list[Document]:
+        """The account's rule documents that are not disabled."""
+        return list(self.rules.find({"user_uuid": user_uuid, "enabled": {"$ne": False}}))
+
+    def account(self, user_uuid: str) -> Document | None:
+        """The `accounts` document, or None."""
+        return self.accounts.find_one({"user_uuid": user_uuid})
+
+    def save_oauth(self, user_uuid: str, fields: Mapping[str, Any]) -> None:
+        """Store refreshed (already encrypted) token fields under `oauth`."""
+        self.accounts.update_one(
+            {"user_uuid": user_uuid},
+            {"$set": {f"oauth.{key}": value for key, value in fields.items()}},
+        )
+
+    # -- crawl_status -------------------------------------------------------------------
+
+    def due(self, now: float) -> Iterator[Document]:
+        """Statuses due by `now`, most overdue first (an index range: O(due))."""
+        return self.status.find({"next_crawl_at": {"$lte": now}}).sort("next_crawl_at", ASCENDING)
+
+    def status_of(self, user_uuid: str) -> Document | None:
+        """The account's `crawl_status`."""
+        return self.status.find_one({"user_uuid": user_uuid})
+
+    def update_status(
+        self, user_uuid: str, fields: Mapping[str, Any], inc: Mapping[str, int] | None = None
+    ) -> Document:
+        """Set `fields` (and add `inc`) on the account's status; returns the new document."""
+        update: Document = {"$set": dict(fields)}
+        if inc:
+            update["$inc"] = dict(inc)
+        document = self.status.find_one_and_update(
+            {"user_uuid": user_uuid}, update, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        if document is None:  # impossible with upsert=True; say so rather than return None
+            raise RuntimeError(f"crawl_status of {user_uuid} vanished during an upsert")
+        return document
+
+    # -- attachments --------------------------------------------------------------------
+
+    def save_attachment(self, document: Mapping[str, Any]) -> bool:
+        """Insert the attachment unless (user_uuid, gm_msgid, part) is stored; True if new."""
+        key = {name: document[name] for name in ("user_uuid", "gm_msgid", "part")}
+        try:
+            result = self.attachments.update_one(key, {"$setOnInsert": dict(document)}, upsert=True)
+        except DuplicateKeyError:  # a concurrent upsert of the same key won the race
+            return False
+        return result.upserted_id is not None
+
+    def add_rule_ids(self, user_uuid: str, gm_msgid: Any, part: str, rule_ids: list[str]) -> None:
+        """Record that more rules keep an attachment that is already stored."""
+        self.attachments.update_one(
+            {"user_uuid": user_uuid, "gm_msgid": gm_msgid, "part": part},
+            {"$addToSet": {"rule_ids": {"$each": rule_ids}}},
+        )
+
+    def push_failed_uid(self, user_uuid: str, entry: Mapping[str, Any], keep: int) -> None:
+        """Record a UID that could not be processed (the newest `keep` are kept)."""
+        self.status.update_one(
+            {"user_uuid": user_uuid},
+            {"$push": {"failed_uids": {"$each": [dict(entry)], "$slice": -keep}}},
+        )
+
+    def attachment_keys(self, user_uuid: str, gm_msgids: list[Any]) -> set[tuple[Any, str]]:
+        """(gm_msgid, part) of the attachments already stored for these messages."""
+        cursor = self.attachments.find(
+            {"user_uuid": user_uuid, "gm_msgid": {"$in": gm_msgids}},
+            {"gm_msgid": 1, "part": 1, "_id": 0},
+        )
+        return {(doc["gm_msgid"], doc["part"]) for doc in cursor}
+
+
+def new_status(user_uuid: str, now: float) -> Document:
+    """A fresh `crawl_status`: idle and due now."""
+    return {
+        "user_uuid": user_uuid,
+        "state": "idle",
+        "throttle_backoff_timestamp": 0,
+        "consecutive_throttles": 0,
+        "throttle_reason": None,
+        "uidvalidity": None,
+        "last_uid": 0,
+        "next_crawl_at": now,
+        "last_started_at": None,
+        "last_finished_at": None,
+        "last_error": None,
+        "worker": None,
+        "totals": {"messages": 0, "attachments": 0, "bytes": 0},
+    }

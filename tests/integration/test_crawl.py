@@ -1,0 +1,205 @@
+"""One account crawled end to end: fake Gmail, real Redis, mongomock, a blob directory."""
+
+import hashlib
+import math
+import re
+
+import pytest
+
+from crawler.testing.fakegmail import Fault, FaultKind
+from tests.plugins.crawling import World
+from tests.plugins.fakes import build_message
+
+pytestmark = pytest.mark.integration
+
+EMAIL = "alice@example.com"
+
+
+def files(count: int, start: int = 0) -> list[dict[str, bytes]]:
+    return [
+        {f"report-{n}.bin": f"report {n} ".encode() * (50 + n)} for n in range(start, start + count)
+    ]
+
+
+def deliver(world: World, attachments: list[dict[str, bytes]], **headers: str) -> None:
+    account = world.gmail.account(EMAIL)
+    for n, named in enumerate(attachments):
+        account.add_message(build_message(f"Report {n}", attachments=named, **headers))
+
+
+def expected(attachments: list[dict[str, bytes]]) -> set[tuple[str, str, int]]:
+    return {
+        (name, hashlib.sha256(data).hexdigest(), len(data))
+        for named in attachments
+        for name, data in named.items()
+    }
+
+
+def saved(world: World) -> set[tuple[str, str, int]]:
+    return {(d["filename"], d["sha256"], d["size"]) for d in world.stored("u1").values()}
+
+
+def after_login(world: World) -> list[str]:
+    """Command names each session sent after AUTHENTICATE, in order."""
+    names = []
+    for line in world.gmail.ledger.lines:
+        match = re.match(rb"\S+ (UID \S+|\S+)", line)
+        if match:
+            names.append(match.group(1).decode().upper())
+    return names[names.index("AUTHENTICATE") + 1 :] if "AUTHENTICATE" in names else names
+
+
+def test_a_crawl_stores_every_attachment_once(world: World) -> None:
+    world.add_account(EMAIL, "u1")
+    attachments = files(3)
+    deliver(world, attachments)
+    world.gmail.account(EMAIL).add_message(build_message("No attachment"))
+
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    assert saved(world) == expected(attachments)
+    for document in world.stored("u1").values():
+        assert hashlib.sha256(world.blob(document["blob"])).hexdigest() == document["sha256"]
+        assert document["part"] == "2"
+        assert document["content_type"] == "application/octet-stream"
+        assert document["message"]["subject"].startswith("Report")
+    status = world.status("u1")
+    assert status["state"] == "idle"
+    assert status["last_uid"] == 4
+    assert status["uidvalidity"] == 1
+    assert status["next_crawl_at"] == world.now + world.settings.crawl_interval
+    assert status["totals"]["attachments"] == 3
+    assert status["totals"]["bytes"] == sum(size for *_, size in expected(attachments))
+
+
+def test_a_recrawl_with_no_new_mail_costs_three_commands_and_no_body(world: World) -> None:
+    world.add_account(EMAIL, "u1")
+    world.db.rules.insert_many([{"user_uuid": "u1", "query": f"from:sender{n}"} for n in range(5)])
+    deliver(world, files(2))
+    world.iterate()
+    world.gmail.ledger.reset()
+
+    world.make_due("u1")
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    assert after_login(world) == ["LIST", "EXAMINE", "LOGOUT"]
+    assert not any(b"BODY" in line for line in world.gmail.ledger.lines)
+
+
+def test_new_mail_is_searched_above_the_cursor_only(world: World) -> None:
+    world.add_account(EMAIL, "u1")
+    deliver(world, files(2))
+    world.iterate()
+    deliver(world, files(1, start=7))
+    world.gmail.ledger.reset()
+
+    world.make_due("u1")
+    world.iterate()
+
+    assert saved(world) == expected(files(2) + files(1, start=7))
+    searches = [line for line in world.gmail.ledger.lines if b"SEARCH" in line]
+    [search] = searches
+    assert (
+        search.split(b" ", 1)[1] == b"UID SEARCH CHARSET UTF-8 UID 3:* X-GM-RAW has:attachment\r\n"
+    )
+    fetched = b" ".join(line for line in world.gmail.ledger.lines if b"FETCH" in line)
+    assert b"FETCH 3 " in fetched and b"FETCH 1" not in fetched
+
+
+def test_fetches_are_batched_and_never_whole_messages(world: World) -> None:
+    settings = world.settings.model_copy(update={"fetch_batch": 7})
+    world.add_account(EMAIL, "u1")
+    attachments = files(30)
+    deliver(world, attachments)
+
+    world.iterate(settings=settings)
+
+    assert saved(world) == expected(attachments)
+    lines = world.gmail.ledger.lines
+    metadata = [line for line in lines if b"BODYSTRUCTURE" in line]
+    assert len(metadata) == math.ceil(30 / 7)
+    assert not any(re.search(rb"BODY(\.PEEK)?\[\]|RFC822[ )]|RFC822\.TEXT", line) for line in lines)
+    downloads = [line for line in lines if b"BODY.PEEK[2]" in line]
+    assert len(downloads) == math.ceil(30 / 7)  # one per batch: every message keeps part 2
+
+
+def test_only_what_a_rule_wants_is_downloaded(world: World) -> None:
+    world.add_account(EMAIL, "u1", filename="*.pdf")
+    account = world.gmail.account(EMAIL)
+    account.add_message(
+        build_message("mixed", attachments={"a.pdf": b"%PDF" * 400, "b.zip": b"Z" * 9000})
+    )
+
+    world.iterate()
+
+    assert {doc["filename"] for doc in world.stored("u1").values()} == {"a.pdf"}
+    body_bytes = sum(len(line) for line in world.gmail.ledger.lines if b"BODY.PEEK[3]" in line)
+    assert body_bytes == 0
+    assert world.gmail.ledger.bytes_out < 9000  # b.zip (12 KB encoded) never crossed the wire
+
+
+def test_a_message_counts_for_a_rule_only_if_its_query_found_it(world: World) -> None:
+    world.add_account(EMAIL, "u1", query="from:boss")
+    world.db.rules.insert_one({"_id": "csv", "user_uuid": "u1", "query": "subject:numbers"})
+    account = world.gmail.account(EMAIL)
+    account.add_message(
+        build_message("numbers", sender="boss@example.com", attachments={"x.csv": b"1,2"})
+    )
+    account.add_message(
+        build_message("numbers", sender="eve@example.com", attachments={"y.csv": b"3,4"})
+    )
+    account.add_message(
+        build_message("other", sender="eve@example.com", attachments={"z.csv": b"5,6"})
+    )
+
+    world.iterate()
+
+    rules = {doc["filename"]: sorted(doc["rule_ids"]) for doc in world.stored("u1").values()}
+    boss_rule = str(world.db.rules.find_one({"query": "from:boss"})["_id"])
+    assert rules == {"x.csv": sorted([boss_rule, "csv"]), "y.csv": ["csv"]}
+
+
+def test_a_new_rule_searches_the_whole_mailbox(world: World) -> None:
+    world.add_account(EMAIL, "u1", filename="*.pdf")
+    account = world.gmail.account(EMAIL)
+    account.add_message(build_message("old", attachments={"old.csv": b"1,2", "old.pdf": b"%PDF"}))
+    world.iterate()
+    assert {doc["filename"] for doc in world.stored("u1").values()} == {"old.pdf"}
+
+    world.db.rules.insert_one({"user_uuid": "u1", "filename": "*.csv"})
+    world.make_due("u1")
+    world.iterate()
+
+    assert {doc["filename"] for doc in world.stored("u1").values()} == {"old.pdf", "old.csv"}
+
+
+def test_throttled_backs_off_then_resumes_without_loss_or_duplicate(world: World) -> None:
+    settings = world.settings.model_copy(update={"fetch_batch": 2})
+    world.add_account(EMAIL, "u1")
+    attachments = files(6)
+    deliver(world, attachments)
+    account = world.gmail.account(EMAIL)
+    account.faults.add(
+        Fault(FaultKind.THROTTLED, commands={"UID FETCH"}, after_commands=1, times=1)
+    )
+
+    assert world.iterate(settings=settings).outcomes == {"u1": "throttled"}
+    status = world.status("u1")
+    assert status["state"] == "throttled"
+    assert status["throttle_reason"] == "throttled"
+    assert status["consecutive_throttles"] == 1
+    assert status["throttle_backoff_timestamp"] == world.now + 300
+    assert status["last_uid"] == 0  # the queue is not drained: the cursor stays
+    assert 0 < len(world.stored("u1")) < 6
+
+    world.gmail.ledger.reset()
+    assert world.iterate(settings=settings).outcomes == {}  # skipped until the backoff ends
+    assert world.gmail.ledger.sessions_opened == 0
+
+    world.now = status["throttle_backoff_timestamp"] + 1
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+    assert saved(world) == expected(attachments)
+    assert len(world.stored("u1")) == 6
+    assert not any(b"SEARCH" in line for line in world.gmail.ledger.lines)  # resumed from the queue
+    status = world.status("u1")
+    assert (status["state"], status["consecutive_throttles"], status["last_uid"]) == ("idle", 0, 6)

@@ -1,0 +1,105 @@
+"""pytest fixtures for crawling: a `World` of fake Gmail, real Redis, mongomock and a blob dir."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mongomock
+import pytest
+import redis
+from cryptography.fernet import Fernet
+
+from config import Settings
+from crawler.iterate import CrawlIterator, PassResult
+from crawler.oauth import TokenCipher
+from crawler.testing import tokens
+from crawler.testing.fakegmail import Account, FakeGmail
+
+
+class World:
+    """Everything one account crawl touches, with helpers to set it up and read it back."""
+
+    def __init__(self, gmail: FakeGmail, server: redis.Redis, prefix: str, blob_dir: Path) -> None:
+        self.gmail = gmail
+        self.redis = server
+        self.db: Any = mongomock.MongoClient()["crawler"]
+        key = Fernet.generate_key().decode()
+        self.cipher = TokenCipher(key)
+        self.now = time.time()
+        self.settings = Settings(
+            imap_host="127.0.0.1",
+            imap_port=gmail.port,
+            imap_tls=False,
+            imap_timeout=10,
+            secret_key=key,
+            blob_dir=blob_dir,
+            redis_prefix=prefix,
+            backoff_jitter=0,
+        )
+
+    def add_account(
+        self, email: str, user_uuid: str, *, token_ttl: float = 3600, **rule: Any
+    ) -> Account:
+        """A fake Gmail account, its `accounts` document (with a valid token) and one rule."""
+        account = self.gmail.add_account(email)
+        access = tokens.issue(email, time.time() + token_ttl)
+        self.db.accounts.insert_one(
+            {
+                "user_uuid": user_uuid,
+                "email": email,
+                "provider": "gmail_oauth",
+                "oauth": {
+                    "refresh_token": self.cipher.encrypt(f"refresh-{user_uuid}"),
+                    "access_token": self.cipher.encrypt(access),
+                    "expires_at": time.time() + token_ttl,
+                },
+            }
+        )
+        self.db.rules.insert_one({"user_uuid": user_uuid, **rule})
+        return account
+
+    def iterator(self, **options: Any) -> CrawlIterator:
+        """A CrawlIterator over this world (one shard unless told otherwise)."""
+        options.setdefault("clock", lambda: self.now)
+        return CrawlIterator(
+            self.db,
+            settings=options.pop("settings", self.settings),
+            redis_client=self.redis,
+            **options,
+        )
+
+    def iterate(self, **options: Any) -> PassResult:
+        """One pass."""
+        return self.iterator(**options).iterate()
+
+    def make_due(self, user_uuid: str) -> None:
+        """Move the account's next crawl (and any backoff) to now."""
+        self.db.crawl_status.update_one(
+            {"user_uuid": user_uuid}, {"$set": {"next_crawl_at": self.now}}
+        )
+
+    def status(self, user_uuid: str) -> dict[str, Any]:
+        """The account's crawl_status."""
+        document: dict[str, Any] = self.db.crawl_status.find_one({"user_uuid": user_uuid})
+        return document
+
+    def stored(self, user_uuid: str) -> dict[tuple[Any, str], dict[str, Any]]:
+        """Attachment documents of the account by (gm_msgid, part)."""
+        return {
+            (doc["gm_msgid"], doc["part"]): doc
+            for doc in self.db.attachments.find({"user_uuid": user_uuid})
+        }
+
+    def blob(self, sha256: str) -> bytes:
+        """The stored bytes of a blob."""
+        return (self.settings.blob_dir / sha256[:2] / sha256[2:4] / sha256).read_bytes()
+
+
+@pytest.fixture
+def world(
+    fake_gmail: FakeGmail, redis_server: redis.Redis, redis_prefix: str, tmp_path: Path
+) -> Iterator[World]:
+    yield World(fake_gmail, redis_server, redis_prefix, tmp_path / "blobs")

@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     )
     max_queries: int = _env("CRAWLER_MAX_QUERIES", 20, "distinct rule queries searched per account")
     imap_timeout: float = _env("CRAWLER_IMAP_TIMEOUT", 60.0, "IMAP socket timeout, seconds")
+    retry_attempts: int = _env(
+        "CRAWLER_RETRY_ATTEMPTS", 3, "attempts at a crawl that hits transient errors", ge=1
+    )
+    retry_wait: float = _env("CRAWLER_RETRY_WAIT", 2.0, "first wait between attempts, seconds")
+    retry_max_time: float = _env(
+        "CRAWLER_RETRY_MAX_TIME", 120.0, "no new attempt after this many seconds"
+    )
     lease_ttl: float = _env("CRAWLER_LEASE_TTL", 120.0, "seconds an account lease lives unrenewed")
     resync_interval: float = _env(
         "CRAWLER_RESYNC_INTERVAL", 3600.0, "seconds between full scans of rules for new accounts"

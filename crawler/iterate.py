@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+import tenacity
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -23,7 +24,15 @@ from config import Settings, load_settings
 from crawler.backoff import error_delay, throttle_delay
 from crawler.blobs import BlobStore, open_blob_store
 from crawler.crawl import CrawlResult, GmailCrawler
-from crawler.errors import AuthFailed, AuthRevoked, BadAccount, BadRule, CrawlerError, Throttled
+from crawler.errors import (
+    AuthFailed,
+    AuthRevoked,
+    BadAccount,
+    BadRule,
+    CrawlerError,
+    Throttled,
+    Transient,
+)
 from crawler.keys import Keys, check_user_uuid
 from crawler.lease import Lease
 from crawler.oauth import TokenCipher, TokenSource
@@ -142,7 +151,7 @@ class CrawlIterator:
         )
         try:
             crawler = self._crawler(user_uuid, status, queue)
-            result = crawler.crawl()
+            result = self._attempts(crawler, queue)
         except Throttled as error:
             return self._finish_throttled(user_uuid, status, error)
         except AuthFailed as error:
@@ -153,6 +162,24 @@ class CrawlIterator:
             log.exception("crawl of %s failed", user_uuid)
             return self._finish_error(user_uuid, error, status)
         return self._finish_ok(user_uuid, result if isinstance(result, CrawlResult) else None)
+
+    def _attempts(self, crawler: Any, queue: UidQueue) -> Any:
+        """Run the crawl, again after a transient error (reconnecting), within bounds."""
+
+        def put_back_inflight(state: tenacity.RetryCallState) -> None:
+            if state.attempt_number > 1:  # the failed attempt's batch goes back first
+                queue.requeue_inflight()
+
+        wait = self.settings.retry_wait
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.settings.retry_attempts)
+            | tenacity.stop_after_delay(self.settings.retry_max_time),
+            wait=tenacity.wait_random_exponential(multiplier=wait, max=30 * wait),
+            retry=tenacity.retry_if_exception_type(Transient),
+            before=put_back_inflight,
+            reraise=True,
+        )
+        return retrying(crawler.crawl)
 
     def _crawler(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> Any:
         account = self.store.account(user_uuid) or {"user_uuid": user_uuid}

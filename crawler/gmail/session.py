@@ -151,9 +151,13 @@ class ImapSession:
         return dict(self._call("fetch", lambda: self.client.fetch(list(uids), list(items))))
 
     def logout(self) -> None:
-        """LOGOUT, ignoring a connection that is already gone."""
-        with suppress(imaplib.IMAP4.error, OSError):
-            self.client.logout()
+        """LOGOUT, and close the socket even when the connection is already gone."""
+        try:
+            with suppress(imaplib.IMAP4.error, OSError, ValueError):
+                self.client.logout()
+        finally:
+            with suppress(imaplib.IMAP4.error, OSError, ValueError):
+                self.client.shutdown()
 
     # -- error translation --------------------------------------------------------------
 

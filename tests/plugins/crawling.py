@@ -38,10 +38,11 @@ class World:
             blob_dir=blob_dir,
             redis_prefix=prefix,
             backoff_jitter=0,
+            retry_wait=0,
         )
 
     def add_account(
-        self, email: str, user_uuid: str, *, token_ttl: float = 3600, **rule: Any
+        self, email: str, user_uuid: str, *, token_ttl: float = 7 * 86400, **rule: Any
     ) -> Account:
         """A fake Gmail account, its `accounts` document (with a valid token) and one rule."""
         account = self.gmail.add_account(email)

@@ -11,7 +11,7 @@ import base64
 import hashlib
 import hmac
 
-DEFAULT_SECRET = "fake-google-signing-secret"
+DEFAULT_SECRET = "fake-google-signing-secret"  # noqa: S105  # the fakes' shared test secret
 _PREFIX = "ya29.fake."
 
 

@@ -144,7 +144,8 @@ def _query(value: Any) -> str | None:
     if query.count('"') % 2:
         raise ValueError("query has an unbalanced double quote")
     depth = 0
-    for char in query.replace("{", "(").replace("}", ")"):
+    unquoted = re.sub(r'"[^"]*"', "", query)  # brackets inside a quoted phrase are words
+    for char in unquoted.replace("{", "(").replace("}", ")"):
         depth += {"(": 1, ")": -1}.get(char, 0)
         if depth < 0:
             break

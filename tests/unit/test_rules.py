@@ -98,3 +98,7 @@ def test_tester_only_counts_rules_whose_query_found_the_message() -> None:
     assert tester.rule_ids(Part(), found_by={"pdfs", "all", "off"}) == ["pdfs", "all"]
     assert tester.rule_ids(Part(), found_by={"all"}) == ["all"]
     assert tester.rule_ids(Part(filename="x.doc"), found_by={"pdfs"}) == []
+
+
+def test_brackets_inside_quoted_phrases_are_words() -> None:
+    assert rule(query='subject:"a) b" (c)').query == 'subject:"a) b" (c)'

@@ -1,0 +1,87 @@
+"""Memory stays bounded by the chunk size: a 25 MB attachment, crawled in its own process."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from crawler.oauth import TokenCipher
+from crawler.testing import tokens
+from crawler.testing.fakegmail import FakeGmail
+
+pytestmark = pytest.mark.integration
+
+SIZE = 25 * 2**20
+CRAWL = r"""
+import json, re, sys, mongomock, redis
+from crawler.iterate import CrawlIterator
+
+def kb(field):
+    status = open("/proc/self/status").read()
+    return int(re.search(field + r":\s+(\d+) kB", status).group(1))
+
+account = json.loads(sys.argv[1])
+db = mongomock.MongoClient().crawler
+db.accounts.insert_one(account)
+db.rules.insert_one({"user_uuid": account["user_uuid"]})
+iterator = CrawlIterator(db)
+before = kb("VmRSS")  # resident now; VmHWM below is the peak during the crawl
+outcome = iterator.iterate().outcomes
+after = kb("VmHWM")
+stored = db.attachments.find_one()
+print(json.dumps({"outcome": outcome, "growth_kb": after - before, "size": stored["size"]}))
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_25_mb_attachment_grows_rss_by_less_than_50_mb(
+    fake_gmail: FakeGmail, redis_prefix: str, tmp_path: Path
+) -> None:
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "x@example.com", "big@example.com", "big"
+    message.set_content("a big one")
+    message.add_attachment(
+        random.Random(1).randbytes(SIZE), "application", "octet-stream", filename="big.bin"
+    )
+    fake_gmail.add_account("big@example.com").add_message(message.as_bytes())
+    key = Fernet.generate_key().decode()
+    cipher = TokenCipher(key)
+    account = {
+        "user_uuid": "big",
+        "email": "big@example.com",
+        "oauth": {
+            "refresh_token": cipher.encrypt("r"),
+            "access_token": cipher.encrypt(tokens.issue("big@example.com", time.time() + 3600)),
+            "expires_at": time.time() + 3600,
+        },
+    }
+    env = {
+        **os.environ,
+        "CRAWLER_IMAP_HOST": "127.0.0.1",
+        "CRAWLER_IMAP_PORT": str(fake_gmail.port),
+        "CRAWLER_IMAP_TLS": "false",
+        "CRAWLER_SECRET_KEY": key,
+        "CRAWLER_BLOB_DIR": str(tmp_path),
+        "CRAWLER_REDIS_PREFIX": redis_prefix,
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-c", CRAWL, json.dumps(account)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=True,
+    )
+
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["outcome"] == {"big": "idle"}
+    assert report["size"] == SIZE
+    assert 0 < report["growth_kb"] < 50 * 1024, report

@@ -127,3 +127,27 @@ def test_a_message_gmail_never_fetches_is_recorded(mailbox: World) -> None:
     assert saved(mailbox) == EXPECTED - missing
     [failed] = mailbox.status("u1")["failed_uids"]
     assert (failed["uid"], failed["error"]) == (3, "PartialFetch")
+
+
+def test_hidden_all_mail_is_a_clear_error_for_that_account(world: World) -> None:
+    world.add_account(EMAIL, "u1")
+    world.add_account("bob@example.com", "u2", hide_all_mail=True)
+
+    assert world.iterate().outcomes == {"u1": "idle", "u2": "error"}
+    assert "All Mail is hidden" in world.status("u2")["last_error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "error"),
+    [
+        (FaultKind.WEB_LOGIN, "auth_failed", "WebLoginRequired"),
+        (FaultKind.LOOKUP_FAILED, "error", "AccountUnavailable"),
+        (FaultKind.LOGIN_OVERQUOTA, "throttled", "OverQuota"),
+    ],
+)
+def test_login_refusals(mailbox: World, kind: FaultKind, state: str, error: str) -> None:
+    mailbox.gmail.account(EMAIL).faults.add(Fault(kind, times=1))
+
+    assert mailbox.iterate().outcomes == {"u1": state}
+    assert mailbox.status("u1")["last_error"]["type"] == error
+    assert mailbox.gmail.ledger.sessions_opened == 1  # none of these is retried at once

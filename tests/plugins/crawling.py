@@ -42,10 +42,16 @@ class World:
         )
 
     def add_account(
-        self, email: str, user_uuid: str, *, token_ttl: float = 7 * 86400, **rule: Any
+        self,
+        email: str,
+        user_uuid: str,
+        *,
+        token_ttl: float = 7 * 86400,
+        hide_all_mail: bool = False,
+        **rule: Any,
     ) -> Account:
         """A fake Gmail account, its `accounts` document (with a valid token) and one rule."""
-        account = self.gmail.add_account(email)
+        account = self.gmail.add_account(email, hide_all_mail=hide_all_mail)
         access = tokens.issue(email, time.time() + token_ttl)
         self.db.accounts.insert_one(
             {

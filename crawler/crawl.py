@@ -31,7 +31,7 @@ from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
 from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header
 from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
 from crawler.rules import Rule, RuleTester
-from crawler.store import Store
+from crawler.store import Store, storable_msgid
 from crawler.uidqueue import UidQueue
 
 GMAIL_PROVIDERS = frozenset({"gmail_oauth", "g_apps_oauth"})
@@ -340,7 +340,7 @@ class GmailCrawler:
 
     def _identity(self, meta: MessageMeta) -> Any:
         if meta.gm_msgid is not None:
-            return meta.gm_msgid
+            return storable_msgid(meta.gm_msgid)
         message_id = meta.envelope.message_id if meta.envelope else None
         if message_id:
             return (

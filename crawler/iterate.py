@@ -112,6 +112,8 @@ class CrawlIterator:
         """One pass: crawl every due account of this shard once."""
         now = self.clock()
         self.store.discover_accounts(now)
+        if self.store.resync_due(now, self.settings.resync_interval):
+            self.store.resync_accounts(now)
         result = PassResult()
         for status in self.due(now):
             user_uuid = status["user_uuid"]

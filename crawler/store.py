@@ -29,6 +29,11 @@ def in_shard(user_uuid: str, client_id: int, client_count: int) -> bool:
     return stable_hash(user_uuid) % client_count == client_id
 
 
+def storable_msgid(gm_msgid: int) -> int | str:
+    """X-GM-MSGID as BSON holds it: unsigned 64-bit ids past int64 become decimal strings."""
+    return gm_msgid if gm_msgid < 2**63 else str(gm_msgid)
+
+
 class Store:
     """The crawler's MongoDB collections."""
 
@@ -70,6 +75,18 @@ class Store:
         created = self.ensure_statuses(self.rules.distinct("user_uuid", query), now)
         self.meta.update_one({"_id": "discovery"}, {"$max": {"watermark": top["_id"]}}, upsert=True)
         return created
+
+    def resync_due(self, now: float, interval: float) -> bool:
+        """Whether a full resync is due; claims it, so one worker does it per interval."""
+        try:
+            self.meta.update_one(
+                {"_id": "resync", "at": {"$not": {"$gt": now - interval}}},
+                {"$set": {"at": now}},
+                upsert=True,
+            )
+        except DuplicateKeyError:  # done recently: the filter missed and the insert collided
+            return False
+        return True
 
     def resync_accounts(self, now: float) -> int:
         """A full scan of `rules` for accounts without status (e.g. rules with string ids)."""

@@ -4,7 +4,6 @@ real MongoDB: the same contract everywhere."""
 from typing import Any
 
 import pytest
-from bson import ObjectId
 from pymongo.database import Database
 
 from crawler.store import Store, in_shard, stable_hash, storable_msgid

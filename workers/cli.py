@@ -33,14 +33,17 @@ def fake_gmail(
 
 @app.command("fake-oauth")
 def fake_oauth(
+    config: Annotated[
+        Path,
+        typer.Option(help="JSON file: client id and secret, grants, revoked tokens.", exists=True),
+    ],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8085,
-    config: ConfigOption = None,
     host: HostOption = "127.0.0.1",
 ) -> None:
     """Run the fake Google OAuth2 token endpoint."""
     from crawler.testing.fakeoauth import serve
 
-    serve(config, host=host, port=port)
+    serve(host, port, config)
 
 
 @app.command("embedded-mongo")

@@ -17,13 +17,22 @@ from crawler.iterate import CrawlIterator, PassResult
 from crawler.oauth import TokenCipher
 from crawler.testing import tokens
 from crawler.testing.fakegmail import Account, FakeGmail
+from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 
 
 class World:
     """Everything one account crawl touches, with helpers to set it up and read it back."""
 
-    def __init__(self, gmail: FakeGmail, server: redis.Redis, prefix: str, blob_dir: Path) -> None:
+    def __init__(
+        self,
+        gmail: FakeGmail,
+        oauth: FakeTokenEndpoint,
+        server: redis.Redis,
+        prefix: str,
+        blob_dir: Path,
+    ) -> None:
         self.gmail = gmail
+        self.oauth = oauth
         self.redis = server
         self.db: Any = mongomock.MongoClient()["crawler"]
         key = Fernet.generate_key().decode()
@@ -34,6 +43,9 @@ class World:
             imap_port=gmail.port,
             imap_tls=False,
             imap_timeout=10,
+            oauth_token_url=oauth.url,
+            oauth_client_id=DEFAULT_CLIENT_ID,
+            oauth_client_secret=DEFAULT_CLIENT_SECRET,
             secret_key=key,
             blob_dir=blob_dir,
             redis_prefix=prefix,
@@ -52,6 +64,7 @@ class World:
     ) -> Account:
         """A fake Gmail account, its `accounts` document (with a valid token) and one rule."""
         account = self.gmail.add_account(email, hide_all_mail=hide_all_mail)
+        self.oauth.add_grant(f"refresh-{user_uuid}", email)
         access = tokens.issue(email, time.time() + token_ttl)
         self.db.accounts.insert_one(
             {
@@ -109,4 +122,5 @@ class World:
 def world(
     fake_gmail: FakeGmail, redis_server: redis.Redis, redis_prefix: str, tmp_path: Path
 ) -> Iterator[World]:
-    yield World(fake_gmail, redis_server, redis_prefix, tmp_path / "blobs")
+    with FakeTokenEndpoint() as oauth:
+        yield World(fake_gmail, oauth, redis_server, redis_prefix, tmp_path / "blobs")

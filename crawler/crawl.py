@@ -251,11 +251,21 @@ class GmailCrawler:
             self._recheck,
         )
         while batch := self.queue.claim(self.settings.fetch_batch):
+            before = replace(self.result)
             self._process(session, downloader, batch)
             self.queue.ack(batch)
+            self._record_progress(before)
             self.queue.lease.renew()
             if session.throttled:
                 raise Throttled("Gmail replied [THROTTLED]")
+
+    def _record_progress(self, before: CrawlResult) -> None:
+        """Add the batch's counts to `crawl_status.totals`, so progress survives any stop."""
+        done = {
+            f"totals.{name}": getattr(self.result, name) - getattr(before, name)
+            for name in ("messages", "attachments", "bytes")
+        }
+        self.store.update_status(self.user_uuid, {"progress_at": self.clock()}, inc=done)
 
     def _process(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
         found_by = self.queue.rule_ids(batch)

@@ -23,7 +23,7 @@ from pymongo.database import Database
 from config import Settings, load_settings
 from crawler.backoff import error_delay, throttle_delay
 from crawler.blobs import BlobStore, open_blob_store
-from crawler.crawl import CrawlResult, GmailCrawler
+from crawler.crawl import GmailCrawler
 from crawler.errors import (
     AuthFailed,
     AuthRevoked,
@@ -153,7 +153,7 @@ class CrawlIterator:
         )
         try:
             crawler = self._crawler(user_uuid, status, queue)
-            result = self._attempts(crawler, queue)
+            self._attempts(crawler, queue)
         except Throttled as error:
             return self._finish_throttled(user_uuid, status, error)
         except AuthFailed as error:
@@ -163,7 +163,7 @@ class CrawlIterator:
         except Exception as error:  # any bug fails this account, never the pass
             log.exception("crawl of %s failed", user_uuid)
             return self._finish_error(user_uuid, error, status)
-        return self._finish_ok(user_uuid, result if isinstance(result, CrawlResult) else None)
+        return self._finish_ok(user_uuid)
 
     def _attempts(self, crawler: Any, queue: UidQueue) -> Any:
         """Run the crawl, again after a transient error (reconnecting), within bounds."""
@@ -217,15 +217,8 @@ class CrawlIterator:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def _finish_ok(self, user_uuid: str, result: CrawlResult | None) -> str:
+    def _finish_ok(self, user_uuid: str) -> str:
         now = self.clock()
-        totals = {}
-        if result is not None:
-            totals = {
-                "totals.messages": result.messages,
-                "totals.attachments": result.attachments,
-                "totals.bytes": result.bytes,
-            }
         self.store.update_status(
             user_uuid,
             {
@@ -237,7 +230,6 @@ class CrawlIterator:
                 "throttle_reason": None,
                 "last_error": None,
             },
-            inc=totals,
         )
         return "idle"
 

@@ -57,6 +57,15 @@ def embedded_mongo(
     serve(host=host, port=port)
 
 
+@app.command()
+def demo() -> None:
+    """Crawl four fake Gmail accounts (one throttled, one refreshed, one revoked) end to end."""
+    from workers.demo import run
+
+    if not run():
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Entry point of the `crawler` executable."""
     app()

@@ -203,3 +203,4 @@ def test_throttled_backs_off_then_resumes_without_loss_or_duplicate(world: World
     assert not any(b"SEARCH" in line for line in world.gmail.ledger.lines)  # resumed from the queue
     status = world.status("u1")
     assert (status["state"], status["consecutive_throttles"], status["last_uid"]) == ("idle", 0, 6)
+    assert status["totals"]["attachments"] == 6  # progress of the throttled crawl counted too

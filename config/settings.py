@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     imap_host: str = _env("CRAWLER_IMAP_HOST", "imap.gmail.com", "Gmail IMAP host")
     imap_port: int = _env("CRAWLER_IMAP_PORT", 993, "Gmail IMAP port")
     imap_tls: bool = _env("CRAWLER_IMAP_TLS", True, "TLS (with certificate checks) to IMAP")
+    imap_ca_file: Path | None = _env(
+        "CRAWLER_IMAP_CA_FILE", None, "extra CA certificates (PEM) to trust for IMAP TLS"
+    )
     oauth_token_url: str = _env(
         "CRAWLER_OAUTH_TOKEN_URL",
         "https://oauth2.googleapis.com/token",

@@ -113,6 +113,7 @@ class GmailCrawler:
             tls=tls,
             timeout=self.settings.imap_timeout,
             max_literal=max(self.settings.download_budget, self.settings.chunk_size) + 2**16,
+            ca_file=str(self.settings.imap_ca_file) if self.settings.imap_ca_file else None,
         )
 
     def _server(self) -> tuple[str, int, bool]:

@@ -68,10 +68,11 @@ class ImapSession:
         tls: bool,
         timeout: float,
         max_literal: int,
-        tls_context: ssl.SSLContext | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self.tap = WireTap(max_literal=max_literal)
-        context = (tls_context or ssl.create_default_context()) if tls else None
+        # Certificates are always verified; `ca_file` only adds authorities to trust.
+        context = ssl.create_default_context(cafile=ca_file) if tls else None
         self.client: TappedIMAPClient = self._call(
             "connect", lambda: TappedIMAPClient(self.tap, host, port, context, timeout)
         )
@@ -167,6 +168,8 @@ class ImapSession:
             return action()
         except CrawlerError:
             raise
+        except ssl.SSLCertVerificationError as error:  # retrying cannot make it trusted
+            raise self._error(ProtocolError, operation, error) from None
         except imaplib.IMAP4.abort as error:
             raise self._error(Transient, operation, error) from None
         except (imaplib.IMAP4.error, imap_errors.ProtocolError) as error:

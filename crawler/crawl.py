@@ -22,6 +22,7 @@ from crawler.errors import (
     BadAccount,
     ConfigError,
     CrawlerError,
+    Interrupted,
     PartialFetch,
     ProtocolError,
     Throttled,
@@ -68,6 +69,7 @@ class GmailCrawler:
         tokens: TokenSource | None = None,
         rule_tester: type[RuleTester] = RuleTester,
         clock: Callable[[], float] = time.time,
+        should_stop: Callable[[], bool] = lambda: False,
         **_: Any,
     ) -> None:
         self.account = account
@@ -84,6 +86,7 @@ class GmailCrawler:
         self.tokens = tokens
         self.tester = rule_tester(self.rules)
         self.clock = clock
+        self.should_stop = should_stop
         self.result = CrawlResult()
 
     def crawl(self) -> CrawlResult:
@@ -259,6 +262,8 @@ class GmailCrawler:
             self.queue.lease.renew()
             if session.throttled:
                 raise Throttled("Gmail replied [THROTTLED]")
+            if self.should_stop():
+                raise Interrupted("the worker is shutting down")
 
     def _record_progress(self, before: CrawlResult) -> None:
         """Add the batch's counts to `crawl_status.totals`, so progress survives any stop."""

@@ -46,6 +46,10 @@ class AccountUnavailable(CrawlerError):
     """The account is disabled, unknown to Gmail, or has hidden All Mail from IMAP."""
 
 
+class Interrupted(CrawlerError):
+    """The worker is shutting down: the crawl stopped between batches, its queue kept."""
+
+
 class Transient(CrawlerError):
     """A dropped session, timeout or server error: reconnect and retry, bounded."""
 

@@ -30,6 +30,7 @@ from crawler.errors import (
     BadAccount,
     BadRule,
     CrawlerError,
+    Interrupted,
     Throttled,
     Transient,
 )
@@ -77,6 +78,7 @@ class CrawlIterator:
         blobs: BlobStore | None = None,
         worker_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         if not 0 <= client_id < client_count:
             raise ValueError(f"client_id {client_id} is not in 0..{client_count - 1}")
@@ -91,6 +93,7 @@ class CrawlIterator:
         self._blobs = blobs
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
+        self.should_stop = should_stop
         key = self.settings.secret_key.get_secret_value()
         # Only crawls that touch tokens need the key; they fail clearly without it.
         self.cipher = TokenCipher(key) if key else None
@@ -116,8 +119,9 @@ class CrawlIterator:
             self.store.resync_accounts(now)
         result = PassResult()
         for status in self.due(now):
-            user_uuid = status["user_uuid"]
-            result.outcomes[user_uuid] = self.crawl_account(status)
+            if self.should_stop():
+                break
+            result.outcomes[status["user_uuid"]] = self.crawl_account(status)
         return result
 
     def due(self, now: float) -> Iterator[Document]:
@@ -156,6 +160,8 @@ class CrawlIterator:
             self._attempts(crawler, queue)
         except Throttled as error:
             return self._finish_throttled(user_uuid, status, error)
+        except Interrupted:
+            return self._finish_interrupted(user_uuid)
         except AuthFailed as error:
             return self._finish_auth_failed(user_uuid, error)
         except CrawlerError as error:
@@ -201,6 +207,7 @@ class CrawlIterator:
             tokens=self.cipher and TokenSource(self.settings, self.cipher, clock=self.clock),
             rule_tester=self.rule_tester,
             clock=self.clock,
+            should_stop=self.should_stop,
         )
 
     def _rules(self, user_uuid: str) -> list[Rule]:
@@ -232,6 +239,11 @@ class CrawlIterator:
             },
         )
         return "idle"
+
+    def _finish_interrupted(self, user_uuid: str) -> str:
+        # Due at once: whichever worker takes the lease next resumes from the queue.
+        self.store.update_status(user_uuid, {"state": "idle", "next_crawl_at": self.clock()})
+        return "interrupted"
 
     def _finish_throttled(self, user_uuid: str, status: Mapping[str, Any], error: Throttled) -> str:
         now = self.clock()

@@ -204,3 +204,20 @@ def test_throttled_backs_off_then_resumes_without_loss_or_duplicate(world: World
     status = world.status("u1")
     assert (status["state"], status["consecutive_throttles"], status["last_uid"]) == ("idle", 0, 6)
     assert status["totals"]["attachments"] == 6  # progress of the throttled crawl counted too
+
+
+def test_a_shutdown_stops_between_batches_and_the_next_crawl_resumes(world: World) -> None:
+    settings = world.settings.model_copy(update={"fetch_batch": 2})
+    world.add_account(EMAIL, "u1")
+    attachments = files(6)
+    deliver(world, attachments)
+    batches = iter(range(100))
+
+    outcome = world.iterate(settings=settings, should_stop=lambda: next(batches) >= 2).outcomes
+
+    assert outcome == {"u1": "interrupted"}
+    status = world.status("u1")
+    assert (status["state"], status["next_crawl_at"], status["last_uid"]) == ("idle", world.now, 0)
+    assert 0 < len(world.stored("u1")) < 6
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+    assert saved(world) == expected(attachments)

@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     resync_interval: float = _env(
         "CRAWLER_RESYNC_INTERVAL", 3600.0, "seconds between full scans of rules for new accounts"
     )
+    worker_id: str | None = _env("CRAWLER_WORKER_ID", None, "this worker's id (default host:pid)")
+    concurrency: int = _env("CRAWLER_CONCURRENCY", 4, "account crawls a worker runs at once", ge=1)
+    heartbeat_ttl: float = _env(
+        "CRAWLER_HEARTBEAT_TTL", 30.0, "a worker missing heartbeats this long is dead", ge=1
+    )
+    monitor_interval: float = _env("CRAWLER_MONITOR_INTERVAL", 15.0, "seconds between checks")
+    stall_after: float = _env(
+        "CRAWLER_STALL_AFTER", 900.0, "a crawl with no progress this long is reported"
+    )
+    shutdown_deadline: float = _env(
+        "CRAWLER_SHUTDOWN_DEADLINE", 30.0, "seconds a stopping worker gives its crawls"
+    )
+    process_name: str | None = _env(
+        "HONCHO_PROCESS_NAME", None, "set by honcho (worker.3): the shard id with a shard count"
+    )
+    hostname: str | None = _env(
+        "HOSTNAME", None, "a StatefulSet pod name (crawler-2): the shard id with a shard count"
+    )
     airbrake_project_id: int | None = _env("AIRBRAKE_PROJECT_ID", None, "Airbrake project id")
     airbrake_project_key: SecretStr = _env(
         "AIRBRAKE_PROJECT_KEY", SecretStr(""), "Airbrake project key"

@@ -12,7 +12,9 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import redis
@@ -111,17 +113,19 @@ class CrawlIterator:
             self._blobs = open_blob_store(self.settings, self.store.db)
         return self._blobs
 
-    def iterate(self) -> PassResult:
-        """One pass: crawl every due account of this shard once."""
+    def iterate(self, concurrency: int = 1) -> PassResult:
+        """One pass: crawl every due account of this shard once, `concurrency` at a time."""
         now = self.clock()
         self.store.discover_accounts(now)
         if self.store.resync_due(now, self.settings.resync_interval):
             self.store.resync_accounts(now)
         result = PassResult()
-        for status in self.due(now):
-            if self.should_stop():
-                break
-            result.outcomes[status["user_uuid"]] = self.crawl_account(status)
+        due = self.due(now)
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="crawl") as pool:
+            # A few rounds of work at a time: a stop request is seen between them.
+            while not self.should_stop() and (chunk := list(islice(due, 4 * concurrency))):
+                for status, state in zip(chunk, pool.map(self.crawl_account, chunk), strict=True):
+                    result.outcomes[status["user_uuid"]] = state
         return result
 
     def due(self, now: float) -> Iterator[Document]:

@@ -125,6 +125,28 @@ class Store:
         """Statuses due by `now`, most overdue first (an index range: O(due))."""
         return self.status.find({"next_crawl_at": {"$lte": now}}).sort("next_crawl_at", ASCENDING)
 
+    def next_due_at(self, now: float) -> float | None:
+        """When the next account after `now` is due, if any is scheduled."""
+        upcoming = self.status.find({"next_crawl_at": {"$gt": now}}, {"next_crawl_at": 1})
+        for document in upcoming.sort("next_crawl_at", ASCENDING).limit(1):
+            return float(document["next_crawl_at"])
+        return None
+
+    def report_stalled(self, progress_before: float, now: float) -> list[str]:
+        """Accounts `crawling` with no progress since `progress_before`, not yet reported;
+        marks them reported, so each stall is reported once."""
+        stalled = []
+        query = {
+            "state": "crawling",
+            "last_started_at": {"$lt": progress_before},
+            "$or": [{"progress_at": {"$exists": False}}, {"progress_at": {"$lt": progress_before}}],
+            "stall_reported_at": {"$not": {"$gte": progress_before}},
+        }
+        for document in self.status.find(query, {"user_uuid": 1}):
+            self.status.update_one({"_id": document["_id"]}, {"$set": {"stall_reported_at": now}})
+            stalled.append(str(document["user_uuid"]))
+        return stalled
+
     def status_of(self, user_uuid: str) -> Document | None:
         """The account's `crawl_status`."""
         return self.status.find_one({"user_uuid": user_uuid})

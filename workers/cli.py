@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from config import load_settings
 
 app = typer.Typer(
     help="Find and save the attachments in many Gmail accounts.",
@@ -17,6 +21,56 @@ HostOption = Annotated[str, typer.Option(help="Address to listen on (loopback by
 ConfigOption = Annotated[
     Path | None, typer.Option(help="JSON file describing the fake's state.", exists=True)
 ]
+
+
+ShardOption = Annotated[int | None, typer.Option(help="Static shard (else automatic membership).")]
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@app.command()
+def worker(
+    once: Annotated[
+        bool, typer.Option("--once", help="One pass; exit 1 if a crawl failed.")
+    ] = False,
+    burst: Annotated[bool, typer.Option("--burst", help="Run until nothing is due.")] = False,
+    client_id: ShardOption = None,
+    client_count: ShardOption = None,
+    concurrency: Annotated[int | None, typer.Option(help="Account crawls at once.")] = None,
+) -> None:
+    """Crawl this worker's shard of the accounts, pass after pass."""
+    from workers.worker import Worker, connect
+
+    _logging()
+    settings = load_settings(
+        client_id=client_id, client_count=client_count, concurrency=concurrency
+    )
+    database, redis_client = connect(settings)
+    process = Worker(settings, database, redis_client)
+    process.install_signal_handlers()
+    raise typer.Exit(process.run(once=once, burst=burst))
+
+
+@app.command()
+def monitor(
+    once: Annotated[bool, typer.Option("--once", help="One check, then exit.")] = False,
+) -> None:
+    """Watch the crawls in Redis and make sure each one completes."""
+    from workers.monitor import Monitor
+    from workers.worker import connect
+
+    _logging()
+    settings = load_settings()
+    database, redis_client = connect(settings)
+    process = Monitor(settings, database, redis_client)
+    if once:
+        process.check()
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: process.stopping.set())
+    process.run()
 
 
 @app.command("fake-gmail")

@@ -1,0 +1,87 @@
+"""`crawler monitor`: makes sure every crawl completes, even when its worker dies.
+
+Every interval one monitor of the fleet (a `SET NX EX` lock) moves the in-flight UIDs of
+accounts whose lease expired back to their queues and marks those accounts due at once, drops
+dead workers from the membership, and reports crawls that stalled (once each).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+from pymongo.database import Database
+
+from config import Settings
+from crawler.keys import Keys
+from crawler.store import Document, Store
+from crawler.uidqueue import requeue_abandoned
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Check:
+    """What one monitor check did."""
+
+    acted: bool = False
+    requeued: dict[str, int] = field(default_factory=dict)
+    dead_workers: int = 0
+    stalled: list[str] = field(default_factory=list)
+
+
+class Monitor:
+    """One monitor process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database[Document],
+        redis_client: redis.Redis,
+        *,
+        monitor_id: str = "monitor",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = Store(database)
+        self.redis = redis_client
+        self.keys = Keys(settings.redis_prefix)
+        self.monitor_id = monitor_id
+        self.clock = clock
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        """Check every interval until stopped."""
+        while not self.stopping.is_set():
+            self.check()
+            self.stopping.wait(self.settings.monitor_interval)
+
+    def check(self) -> Check:
+        """One check, if no other monitor acted in this interval."""
+        interval = max(1, int(self.settings.monitor_interval))
+        if not self.redis.set(self.keys.monitor_lock, self.monitor_id, nx=True, ex=interval):
+            return Check()
+        now = self.clock()
+        result = Check(acted=True)
+        result.dead_workers = int(self.redis.zremrangebyscore(self.keys.workers, "-inf", now))
+        for user_uuid in self._watched():
+            moved = requeue_abandoned(self.redis, self.keys, user_uuid)
+            if moved:
+                result.requeued[user_uuid] = moved
+                self.store.update_status(user_uuid, {"state": "idle", "next_crawl_at": now})
+        result.stalled = self.store.report_stalled(now - self.settings.stall_after, now)
+        for user_uuid in result.stalled:
+            log.warning(
+                "crawl of %s stalled: no progress for %.0fs", user_uuid, self.settings.stall_after
+            )
+        if result.requeued or result.dead_workers:
+            log.info("monitor requeued=%s dead_workers=%d", result.requeued, result.dead_workers)
+        return result
+
+    def _watched(self) -> list[str]:
+        members = self.redis.smembers(self.keys.crawls)
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)

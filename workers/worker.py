@@ -1,0 +1,123 @@
+"""`crawler worker`: pass after pass over this worker's shard, until told to stop.
+
+Each pass heartbeats, works out the shard (static, or this worker's rank among the live ones,
+recomputed every pass), and crawls the due accounts `concurrency` at a time. Between passes it
+sleeps until the next account is due, or the next heartbeat. The first SIGTERM or SIGINT stops
+claiming work: crawls stop after their current batch, leases are released, exit 0. A second
+signal exits at once; the monitor then recovers what was in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import redis
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from config import Settings
+from crawler.iterate import CrawlIterator, PassResult
+from crawler.keys import Keys
+from crawler.store import Document, Store
+from workers.membership import Membership, static_shard
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    """A crawl worker process's loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database[Document],
+        redis_client: redis.Redis,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.redis = redis_client
+        self.clock = clock
+        self.worker_id = settings.worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.static = static_shard(settings)
+        self.membership = Membership(
+            redis_client, Keys(settings.redis_prefix), self.worker_id, settings.heartbeat_ttl
+        )
+        self.stopping = threading.Event()
+
+    def run(self, *, once: bool = False, burst: bool = False) -> int:
+        """Loop until stopped (`once`: one pass; `burst`: until nothing is due). Exit code."""
+        failed = False
+        try:
+            while not self.stopping.is_set():
+                result = self.run_pass()
+                failed = failed or bool(result.failed)
+                if once or (burst and not result.outcomes):
+                    break
+                self.stopping.wait(self.pause())
+        finally:
+            self.membership.leave()
+        return 1 if once and failed else 0
+
+    def run_pass(self) -> PassResult:
+        """One pass over the shard as it is now."""
+        now = self.clock()
+        self.membership.heartbeat(now)
+        client_id, client_count = self.static or self.membership.shard(now)
+        iterator = CrawlIterator(
+            self.database,
+            client_id=client_id,
+            client_count=client_count,
+            settings=self.settings,
+            redis_client=self.redis,
+            worker_id=self.worker_id,
+            clock=self.clock,
+            should_stop=self.stopping.is_set,
+        )
+        result = iterator.iterate(concurrency=self.settings.concurrency)
+        log.info(
+            "pass worker=%s shard=%d/%d crawled=%d failed=%d",
+            self.worker_id,
+            client_id,
+            client_count,
+            len(result.outcomes),
+            len(result.failed),
+        )
+        return result
+
+    def pause(self) -> float:
+        """Seconds until the next account is due, at most a third of the heartbeat TTL."""
+        now = self.clock()
+        longest = self.settings.heartbeat_ttl / 3
+        next_due = Store(self.database).next_due_at(now)
+        return max(0.0, min(longest, next_due - now)) if next_due is not None else longest
+
+    def install_signal_handlers(self) -> None:
+        """First SIGTERM/SIGINT: stop gracefully within the deadline; second: exit at once."""
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            if self.stopping.is_set():
+                os._exit(128 + signum)
+            log.info("worker %s stopping (signal %d)", self.worker_id, signum)
+            self.stopping.set()
+            deadline = threading.Timer(self.settings.shutdown_deadline, os._exit, (1,))
+            deadline.daemon = True
+            deadline.start()
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, handle)
+
+
+def connect(settings: Settings) -> tuple[Database[Any], redis.Redis]:
+    """The MongoDB database and Redis client the settings name."""
+    client: MongoClient[Document] = MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=5000)
+    return client.get_default_database("crawler"), redis.Redis.from_url(settings.redis_url)

@@ -197,3 +197,21 @@ def test_sigterm_stops_a_worker_gracefully(service: Service, redis_server: redis
     assert redis_server.zscore(f"{prefix}workers", "w") is None
     handed_back = list(service.db.crawl_status.find({"state": {"$ne": "idle"}}))
     assert handed_back == []  # idle, and due at once for whichever worker comes next
+
+
+def test_a_third_worker_joining_takes_a_share(service: Service) -> None:
+    service.add_accounts(ACCOUNTS)
+    for n in range(ACCOUNTS):
+        service.gmail.account(f"user{n}@example.com").faults.latency = 0.03
+    for n in range(2):
+        service.start("worker", worker_id=f"w{n}")
+    service.start("monitor")
+    eventually(lambda: service.db.attachments.count_documents({}) > 0)
+
+    service.start("worker", worker_id="w2")
+
+    eventually(service.done, timeout=90)
+    service.stop()
+    assert_exactly_once(service)
+    no_overlapping_sessions(service.gmail, ACCOUNTS)
+    assert service.db.crawl_status.count_documents({"worker": "w2"}) > 0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from config import Settings
+from crawler import metrics
 from crawler.blobs import BlobStore
 from crawler.download import Downloader, Fetched, Wanted
 from crawler.errors import (
@@ -389,6 +390,8 @@ class GmailCrawler:
         if self.store.save_attachment(document):
             self.result.attachments += 1
             self.result.bytes += fetched.size
+            metrics.ATTACHMENTS.inc()
+            metrics.ATTACHMENT_BYTES.inc(fetched.size)
 
     def _save_skipped(self, meta: MessageMeta, item: Wanted, reason: str) -> None:
         document = self._document(meta, item)

@@ -23,6 +23,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from config import Settings, load_settings
+from crawler import metrics
 from crawler.backoff import error_delay, throttle_delay
 from crawler.blobs import BlobStore, open_blob_store
 from crawler.crawl import GmailCrawler
@@ -155,10 +156,15 @@ class CrawlIterator:
             lease.release()
 
     def _run(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
-        started = self.clock()
         self.store.update_status(
-            user_uuid, {"state": "crawling", "last_started_at": started, "worker": self.worker_id}
+            user_uuid,
+            {"state": "crawling", "last_started_at": self.clock(), "worker": self.worker_id},
         )
+        state = self._outcome(user_uuid, status, queue)
+        metrics.CRAWLS.labels(state).inc()
+        return state
+
+    def _outcome(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
         try:
             crawler = self._crawler(user_uuid, status, queue)
             self._attempts(crawler, queue)
@@ -262,7 +268,7 @@ class CrawlIterator:
                 "consecutive_throttles": consecutive,
                 "throttle_reason": error.reason,
                 "last_finished_at": now,
-                "last_error": _error_record(error, now),
+                "last_error": _record_error(error, now),
             },
         )
         return "throttled"
@@ -275,7 +281,7 @@ class CrawlIterator:
                 "state": "auth_failed",
                 "next_crawl_at": None,  # only re-authorizing the account brings it back
                 "last_finished_at": now,
-                "last_error": _error_record(error, now),
+                "last_error": _record_error(error, now),
                 "auth_revoked": isinstance(error, AuthRevoked),
             },
         )
@@ -293,11 +299,13 @@ class CrawlIterator:
                 "next_crawl_at": now + error_delay(consecutive, self.settings),
                 "consecutive_errors": consecutive,
                 "last_finished_at": now,
-                "last_error": _error_record(error, now),
+                "last_error": _record_error(error, now),
             },
         )
         return "error"
 
 
-def _error_record(error: Exception, now: float) -> dict[str, Any]:
+def _record_error(error: Exception, now: float) -> dict[str, Any]:
+    """Count the error by class; the `last_error` document for it."""
+    metrics.ERRORS.labels(type(error).__name__).inc()
     return {"type": type(error).__name__, "message": str(error)[:500], "at": now}

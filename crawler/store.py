@@ -132,6 +132,17 @@ class Store:
             return float(document["next_crawl_at"])
         return None
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many accounts are in each crawl state."""
+        grouped = self.status.aggregate([{"$group": {"_id": "$state", "count": {"$sum": 1}}}])
+        return {str(group["_id"]): int(group["count"]) for group in grouped}
+
+    def count_throttled(self, now: float) -> int:
+        """Accounts whose throttle backoff has not ended."""
+        return self.status.count_documents(
+            {"state": "throttled", "throttle_backoff_timestamp": {"$gt": now}}
+        )
+
     def report_stalled(self, progress_before: float, now: float) -> list[str]:
         """Accounts `crawling` with no progress since `progress_before`, not yet reported;
         marks them reported, so each stall is reported once."""

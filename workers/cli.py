@@ -26,6 +26,18 @@ ConfigOption = Annotated[
 ShardOption = Annotated[int | None, typer.Option(help="Static shard (else automatic membership).")]
 
 
+MetricsOption = Annotated[
+    int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
+]
+
+
+def _metrics(port: int | None) -> None:
+    if port is not None:
+        from crawler.metrics import serve
+
+        serve(port)
+
+
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
@@ -39,6 +51,7 @@ def worker(
     client_id: ShardOption = None,
     client_count: ShardOption = None,
     concurrency: Annotated[int | None, typer.Option(help="Account crawls at once.")] = None,
+    metrics_port: MetricsOption = None,
 ) -> None:
     """Crawl this worker's shard of the accounts, pass after pass."""
     from workers.worker import Worker, connect
@@ -56,12 +69,14 @@ def worker(
 @app.command()
 def monitor(
     once: Annotated[bool, typer.Option("--once", help="One check, then exit.")] = False,
+    metrics_port: MetricsOption = None,
 ) -> None:
     """Watch the crawls in Redis and make sure each one completes."""
     from workers.monitor import Monitor
     from workers.worker import connect
 
     _logging()
+    _metrics(metrics_port)
     settings = load_settings()
     database, redis_client = connect(settings)
     process = Monitor(settings, database, redis_client)

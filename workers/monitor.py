@@ -17,6 +17,7 @@ import redis
 from pymongo.database import Database
 
 from config import Settings
+from crawler import metrics
 from crawler.keys import Keys
 from crawler.store import Document, Store
 from crawler.uidqueue import requeue_abandoned
@@ -80,7 +81,22 @@ class Monitor:
             )
         if result.requeued or result.dead_workers:
             log.info("monitor requeued=%s dead_workers=%d", result.requeued, result.dead_workers)
+        self._gauges(now)
         return result
+
+    def _gauges(self, now: float) -> None:
+        for state, count in self.store.count_by_state().items():
+            metrics.ACCOUNTS.labels(state).set(count)
+        metrics.THROTTLED.set(self.store.count_throttled(now))
+        metrics.WORKERS.set(self.redis.zcount(self.keys.workers, now, "+inf"))
+        watched = self._watched()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for user_uuid in watched:
+                pipe.llen(self.keys.uids(user_uuid))
+                pipe.scard(self.keys.inflight(user_uuid))
+            depths = pipe.execute()
+        metrics.QUEUE.labels("queued").set(sum(depths[0::2]))
+        metrics.QUEUE.labels("inflight").set(sum(depths[1::2]))
 
     def _watched(self) -> list[str]:
         members = self.redis.smembers(self.keys.crawls)

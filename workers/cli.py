@@ -44,6 +44,7 @@ def _logging() -> None:
 
 @app.command()
 def worker(
+    *,
     once: Annotated[
         bool, typer.Option("--once", help="One pass; exit 1 if a crawl failed.")
     ] = False,

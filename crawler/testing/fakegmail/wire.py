@@ -25,3 +25,15 @@ def literal(data: bytes) -> bytes:
 def paren(items: Iterable[bytes]) -> bytes:
     """A parenthesised list of already-rendered items."""
     return b"(" + b" ".join(items) + b")"
+
+
+_ATOM_SPECIALS = frozenset(b'(){ %*"\\]')
+
+
+def astring(value: str | bytes) -> bytes:
+    """An atom when the value is a plain word (not NIL), else what `nstring` writes."""
+    data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
+    plain = all(byte in _PRINTABLE and byte not in _ATOM_SPECIALS for byte in data)
+    if data and plain and data.upper() != b"NIL":
+        return data
+    return nstring(data)

@@ -82,8 +82,14 @@ class Rule:
         )
 
     @property
-    def search_query(self) -> str:
-        """The X-GM-RAW query that finds this rule's candidate messages."""
+    def search_query(self) -> str | None:
+        """The X-GM-RAW query that finds this rule's candidate messages (None: every message).
+
+        Gmail does not say what `has:attachment` matches, and a message whose only image is
+        inline need not match it; so a rule that wants images searches by its own query alone.
+        """
+        if self.wants_images:
+            return self.query or None
         return f"has:attachment ({self.query})" if self.query else "has:attachment"
 
     @property

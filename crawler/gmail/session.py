@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from imapclient import exceptions as imap_errors
+from imapclient import imap_utf7
 from imapclient.response_types import Envelope
 
 from crawler.errors import (
@@ -204,6 +205,9 @@ def _optional_int(value: Any) -> int | None:
 
 
 def _label(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+    """A label as users name it: Gmail sends non-ASCII labels in modified UTF-7."""
+    raw = value if isinstance(value, bytes) else str(value).encode("ascii", "replace")
+    try:
+        return str(imap_utf7.decode(raw))
+    except (UnicodeError, ValueError):
+        return raw.decode("ascii", "replace")

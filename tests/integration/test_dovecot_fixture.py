@@ -13,7 +13,7 @@ import imapclient
 import pytest
 from imapclient.exceptions import IMAPClientAbortError, LoginError
 
-from tests.plugins.dovecot import Dovecot, DovecotError
+from tests.plugins.dovecot import Dovecot, DovecotError, require_dovecot
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +135,7 @@ def test_a_user_name_is_taken_once(dovecot: Dovecot) -> None:
 
 
 def test_teardown_leaves_no_process_and_no_files() -> None:
+    require_dovecot()
     with Dovecot() as server:
         server.add_user("carol", "pw", [note("hello")])
         client = imapclient.IMAPClient(server.host, server.port, ssl=False, timeout=10)
@@ -152,6 +153,7 @@ def test_teardown_leaves_no_process_and_no_files() -> None:
 
 
 def test_a_failed_start_says_why_and_where_the_log_is() -> None:
+    require_dovecot()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()

@@ -321,9 +321,14 @@ def _live_group_members(group: int) -> list[int]:
     return members
 
 
+def require_dovecot() -> None:
+    """Skip here (fail in CI) when Dovecot is not installed."""
+    require(os.access(DOVECOT_BINARY, os.X_OK), f"Dovecot ({DOVECOT_BINARY})")
+
+
 @pytest.fixture(scope="session")
 def dovecot() -> Iterator[Dovecot]:
     """One Dovecot for the session; each test adds users of its own with `add_user`."""
-    require(os.access(DOVECOT_BINARY, os.X_OK), f"Dovecot ({DOVECOT_BINARY})")
+    require_dovecot()
     with Dovecot() as server:
         yield server

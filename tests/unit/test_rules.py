@@ -90,6 +90,12 @@ def test_search_query(query: str | None, expected: str) -> None:
     assert rule(query=query).search_query == expected
 
 
+@pytest.mark.parametrize(("query", "expected"), [(None, None), ("from:boss", "from:boss")])
+def test_a_rule_for_images_does_not_need_has_attachment(query: str | None, expected: str) -> None:
+    # An inline-only image need not match has:attachment; BODYSTRUCTURE decides.
+    assert rule(query=query, content_types=["image/*"]).search_query == expected
+
+
 def test_tester_only_counts_rules_whose_query_found_the_message() -> None:
     pdfs = Rule.from_document({"_id": "pdfs", "user_uuid": "u", "filename": "*.pdf"})
     everything = Rule.from_document({"_id": "all", "user_uuid": "u"})

@@ -1,0 +1,175 @@
+"""What every operator command shares: settings, connections, options, one-line errors.
+
+An operator command asks `Operator` for the stores it needs; each is opened on first use with
+short timeouts and checked with a ping, so an unreachable MongoDB or Redis is reported at once
+as one line. `operator_command` turns every failure a command can meet (bad configuration, bad
+input, an unreachable store, an unwritable file) into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, NoReturn, ParamSpec
+from urllib.parse import urlsplit
+
+import pydantic
+import redis
+import typer
+from pymongo import MongoClient
+from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
+
+from config import Settings, load_settings
+from crawler.blobs import BlobStore, open_blob_store
+from crawler.errors import BadInput, ConfigError, CrawlerError
+from crawler.keys import Keys
+from crawler.oauth import TokenCipher
+from crawler.store import Document, Store
+
+CONNECT_TIMEOUT = 3.0  # seconds an operator waits, at most, for a store that does not answer
+EXIT_FAILED = 1  # bad configuration, an unreachable store, an unknown id
+EXIT_BAD_INPUT = 2  # a bad rule, account or option value, as for a usage error
+
+P = ParamSpec("P")
+
+MongoUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--mongodb-url",
+        help="MongoDB URL with the database name (default: CRAWLER_MONGODB_URL).",
+        show_default=False,
+    ),
+]
+RedisUrlOption = Annotated[
+    str | None,
+    typer.Option("--redis-url", help="Redis URL (default: CRAWLER_REDIS_URL).", show_default=False),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class Operator:
+    """The settings of one command and its connections, opened on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self._mongo: MongoClient[Document] | None = None
+        self._store: Store | None = None
+        self._redis: redis.Redis | None = None
+
+    @property
+    def store(self) -> Store:
+        """The MongoDB collections; ConfigError when MongoDB cannot be used."""
+        if self._store is None:
+            self._mongo = _mongo_client(self.settings.mongodb_url)
+            self._store = Store(self._mongo.get_default_database("crawler"))
+        return self._store
+
+    @property
+    def redis(self) -> redis.Redis:
+        """The Redis client; ConfigError when Redis cannot be reached."""
+        if self._redis is None:
+            self._redis = _redis_client(self.settings.redis_url)
+        return self._redis
+
+    def cipher(self) -> TokenCipher:
+        """The cipher of tokens and passwords; ConfigError without CRAWLER_SECRET_KEY."""
+        return TokenCipher(self.settings.secret_key.get_secret_value())
+
+    def blobs(self) -> BlobStore:
+        """The configured attachment blob store."""
+        return open_blob_store(self.settings, self.store.db)
+
+    def close(self) -> None:
+        """Close whatever was opened."""
+        if self._mongo is not None:
+            self._mongo.close()
+        if self._redis is not None:
+            self._redis.close()
+
+
+@contextmanager
+def operator(mongodb_url: str | None = None, redis_url: str | None = None) -> Iterator[Operator]:
+    """An Operator for settings from the environment and `.env`, the given URLs on top."""
+    ops = Operator(load_settings(mongodb_url=mongodb_url, redis_url=redis_url))
+    try:
+        yield ops
+    finally:
+        ops.close()
+
+
+def _mongo_client(url: str) -> MongoClient[Document]:
+    timeout_ms = int(CONNECT_TIMEOUT * 1000)
+    try:
+        client: MongoClient[Document] = MongoClient(
+            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
+        )
+    except ConfigurationError as error:
+        raise ConfigError(f"CRAWLER_MONGODB_URL is not usable: {error}") from None
+    try:
+        client.admin.command("ping")
+    except ServerSelectionTimeoutError:
+        client.close()
+        raise ConfigError(
+            f"MongoDB at {where(url)} did not answer within {CONNECT_TIMEOUT:g} s "
+            "(check CRAWLER_MONGODB_URL)"
+        ) from None
+    except PyMongoError as error:
+        client.close()
+        raise ConfigError(f"MongoDB at {where(url)} refused us: {error}") from None
+    return client
+
+
+def _redis_client(url: str) -> redis.Redis:
+    try:
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
+        )
+    except ValueError as error:
+        raise ConfigError(f"CRAWLER_REDIS_URL is not usable: {error}") from None
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        client.close()
+        raise ConfigError(
+            f"Redis at {where(url)} cannot be used: {error} (check CRAWLER_REDIS_URL)"
+        ) from None
+    return client
+
+
+def where(url: str) -> str:
+    """The host part of a store URL, without the credentials it may hold."""
+    parts = urlsplit(url)
+    return parts.netloc.rpartition("@")[2] or parts.path or "?"
+
+
+def operator_command(command: Callable[P, None]) -> Callable[P, None]:
+    """Make `command` end a failure with one line on stderr and an exit code, not a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except BadInput as error:
+            fail(str(error), EXIT_BAD_INPUT)
+        except CrawlerError as error:
+            fail(str(error))
+        except pydantic.ValidationError as error:
+            fail(_settings_problem(error))
+        except (PyMongoError, redis.RedisError, OSError) as error:
+            fail(f"{type(error).__name__}: {error}")
+
+    return run
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
+    """Print `message` as one line on stderr and exit with `code`."""
+    typer.echo(f"error: {' '.join(message.split())}", err=True)
+    raise typer.Exit(code)
+
+
+def _settings_problem(error: pydantic.ValidationError) -> str:
+    first = error.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "settings"
+    return f"invalid configuration: {name}: {first['msg']}"

@@ -1,0 +1,255 @@
+"""`crawler rules`: add, list, remove and test the rules that choose which attachments to save.
+
+A rule is validated by `Rule.from_document`, the crawler's own check, before it is stored: a rule
+the crawler would refuse never reaches MongoDB. `rules test` runs `RuleTester` over the parts of a
+message file, so it answers exactly as a crawl would, except for the Gmail search (`--query`),
+which only Gmail runs: there, every rule is taken to have found the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from bson import ObjectId
+
+from crawler.errors import BadInput, BadRule
+from crawler.rules import Rule, RuleTester
+from crawler.store import Document
+from workers.admin_context import JsonOption, MongoUrlOption, fail, operator, operator_command
+from workers.admin_message import eml_parts
+from workers.admin_output import console, print_json, table
+
+ANY_ACCOUNT = "any"  # the user_uuid of a rule tested without one: rules need a valid id
+SIZE_HELP = "decoded bytes"
+
+app = typer.Typer(
+    help="Add, list, remove and test the rules that choose which attachments to save.",
+    no_args_is_help=True,
+)
+
+QueryOption = Annotated[
+    str | None, typer.Option(help="Gmail search terms that find the messages (X-GM-RAW).")
+]
+FilenameOption = Annotated[
+    str | None, typer.Option(help="Case-insensitive glob on the attachment's name.")
+]
+ContentTypeOption = Annotated[
+    list[str] | None,
+    typer.Option("--content-type", help="type/subtype or type/*; repeat for several."),
+]
+MinSizeOption = Annotated[int | None, typer.Option(help=f"Smallest size, {SIZE_HELP}.")]
+MaxSizeOption = Annotated[int | None, typer.Option(help=f"Largest size, {SIZE_HELP}.")]
+DisabledOption = Annotated[
+    bool, typer.Option("--disabled", help="The rule is disabled: kept, but it takes nothing.")
+]
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """The fields of a rule as given on the command line."""
+
+    query: str | None = None
+    filename: str | None = None
+    content_types: list[str] | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    disabled: bool = False
+
+    def fields(self) -> Document:
+        """The rule fields that were given."""
+        fields = {
+            "query": self.query,
+            "filename": self.filename,
+            "content_types": self.content_types,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+        }
+        return {name: value for name, value in fields.items() if value is not None}
+
+    def given(self) -> bool:
+        """Whether any rule option was given."""
+        return self.disabled or bool(self.fields())
+
+    def rule(self, rule_id: Any, user_uuid: str) -> tuple[Document, Rule]:
+        """The `rules` document and the rule; BadRule with one line that names the reason."""
+        document = {"_id": rule_id, "user_uuid": user_uuid, **self.fields()}
+        document["enabled"] = not self.disabled
+        try:
+            return document, Rule.from_document(document)
+        except BadRule as error:
+            raise BadRule(f"bad rule: {error.__cause__ or error}") from None
+
+
+def problem(document: Document) -> str | None:
+    """Why the crawler refuses a stored rule, or None when it takes it."""
+    try:
+        Rule.from_document(document)
+    except BadRule as error:
+        return str(error.__cause__ or error)
+    return None
+
+
+@app.command("add")
+@operator_command
+def add(
+    *,
+    user_uuid: Annotated[str, typer.Option(help="The account the rule belongs to.")],
+    query: QueryOption = None,
+    filename: FilenameOption = None,
+    content_type: ContentTypeOption = None,
+    min_size: MinSizeOption = None,
+    max_size: MaxSizeOption = None,
+    disabled: DisabledOption = False,
+    mongodb_url: MongoUrlOption = None,
+) -> None:
+    """Add a rule and print its id. A rule with only --user-uuid keeps every attachment."""
+    options = RuleOptions(query, filename, content_type, min_size, max_size, disabled)
+    document, _ = options.rule(ObjectId(), user_uuid)
+    with operator(mongodb_url) as ops:
+        ops.store.add_rule(document)
+        known = ops.store.account(user_uuid) is not None
+    typer.echo(str(document["_id"]))
+    if not known:
+        typer.echo(f"note: there is no account {user_uuid} yet (crawler accounts add)", err=True)
+
+
+@app.command("list")
+@operator_command
+def list_rules(
+    user_uuid: Annotated[str | None, typer.Option(help="Only this account's rules.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows at most.")] = 200,
+    as_json: JsonOption = False,
+    mongodb_url: MongoUrlOption = None,
+) -> None:
+    """List rules by id (the oldest first), with the reason the crawler would refuse any."""
+    with operator(mongodb_url) as ops:
+        rows = [_rule_row(document) for document in ops.store.find_rules(user_uuid, limit)]
+    if as_json:
+        print_json(rows)
+        return
+    columns = ("id", "user", "query", "filename", "content types", "min", "max", "enabled")
+    console().print(table("Rules", (*columns, "problem"), [row.values() for row in rows]))
+
+
+def _rule_row(document: Document) -> dict[str, Any]:
+    types = document.get("content_types")
+    return {
+        "id": str(document.get("_id")),
+        "user_uuid": document.get("user_uuid"),
+        "query": document.get("query"),
+        "filename": document.get("filename"),
+        "content_types": ", ".join(map(str, types)) if isinstance(types, list) else types,
+        "min_size": document.get("min_size"),
+        "max_size": document.get("max_size"),
+        "enabled": document.get("enabled", True),
+        "problem": problem(document),
+    }
+
+
+@app.command("remove")
+@operator_command
+def remove(
+    rule_id: Annotated[str, typer.Argument(help="The rule's id (rules list).")],
+    mongodb_url: MongoUrlOption = None,
+) -> None:
+    """Remove a rule. The attachments it saved stay."""
+    with operator(mongodb_url) as ops:
+        if not ops.store.remove_rule(rule_id):
+            fail(f"no rule with id {rule_id}")
+    typer.echo(f"removed rule {rule_id}")
+
+
+@app.command("test")
+@operator_command
+def try_rules(
+    message: Annotated[
+        Path, typer.Argument(help="A message file (.eml).", exists=True, dir_okay=False)
+    ],
+    *,
+    user_uuid: Annotated[
+        str | None, typer.Option(help="Test this account's enabled rules.")
+    ] = None,
+    rule_id: Annotated[str | None, typer.Option(help="Test this stored rule.")] = None,
+    query: QueryOption = None,
+    filename: FilenameOption = None,
+    content_type: ContentTypeOption = None,
+    min_size: MinSizeOption = None,
+    max_size: MaxSizeOption = None,
+    disabled: DisabledOption = False,
+    as_json: JsonOption = False,
+    mongodb_url: MongoUrlOption = None,
+) -> None:
+    """Show which attachments of a message the rules would take.
+
+    The rules: the stored rule --rule-id; else the rule that the options describe; else,
+    with --user-uuid alone, that account's enabled rules; else one rule that takes every
+    attachment. Gmail runs the queries, not this command: every rule is taken to have found
+    the message.
+    """
+    options = RuleOptions(query, filename, content_type, min_size, max_size, disabled)
+    rules, refused = _rules_to_test(options, user_uuid, rule_id, mongodb_url)
+    tester = RuleTester(rules)
+    found_by = {rule.id for rule in rules}
+    rows = [
+        {
+            "part": part.part,
+            "filename": part.filename,
+            "content_type": part.content_type,
+            "size": part.size,
+            "inline": part.inline,
+            "rules": tester.rule_ids(part, found_by),
+        }
+        for part in eml_parts(message.read_bytes())
+    ]
+    if as_json:
+        print_json({"rules": [rule.id for rule in rules], "refused": refused, "parts": rows})
+        return
+    columns = ("part", "filename", "content type", "size", "inline", "taken by")
+    result = table(f"Attachments of {message.name}", columns, map(_part_cells, rows))
+    result.caption = "\n".join(_notes(rules, refused)) or None
+    console().print(result)
+
+
+def _part_cells(row: dict[str, Any]) -> list[Any]:
+    return [
+        *(row[key] for key in ("part", "filename", "content_type", "size", "inline")),
+        ", ".join(row["rules"]) or "-",
+    ]
+
+
+def _notes(rules: list[Rule], refused: dict[str, str]) -> list[str]:
+    notes = [f"rule {rule.id} is disabled: it takes nothing" for rule in rules if not rule.enabled]
+    notes += [
+        f"rule {rule_id} is refused by the crawler: {why}" for rule_id, why in refused.items()
+    ]
+    if any(rule.query for rule in rules):
+        notes.append("Gmail runs the queries: here every rule is taken to have found the message")
+    return notes
+
+
+def _rules_to_test(
+    options: RuleOptions, user_uuid: str | None, rule_id: str | None, mongodb_url: str | None
+) -> tuple[list[Rule], dict[str, str]]:
+    """The rules to test, and the stored ones the crawler refuses (by id, with the reason)."""
+    if rule_id is not None and (options.given() or user_uuid is not None):
+        raise BadInput("--rule-id tests that stored rule: give no other rule option")
+    if rule_id is None and (options.given() or user_uuid is None):
+        return [options.rule("options", user_uuid or ANY_ACCOUNT)[1]], {}
+    with operator(mongodb_url) as ops:
+        if rule_id is None:
+            documents = ops.store.enabled_rules(str(user_uuid))
+        else:
+            documents = [document] if (document := ops.store.rule(rule_id)) else []
+    if not documents:
+        fail(f"no rule with id {rule_id}" if rule_id else f"{user_uuid} has no enabled rule")
+    usable, refused = [], {}
+    for document in documents:
+        why = problem(document)
+        if why is None:
+            usable.append(Rule.from_document(document))
+        else:
+            refused[str(document.get("_id"))] = why
+    return usable, refused

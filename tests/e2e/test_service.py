@@ -202,7 +202,7 @@ def test_sigterm_stops_a_worker_gracefully(service: Service, redis_server: redis
 def test_a_third_worker_joining_takes_a_share(service: Service) -> None:
     service.add_accounts(ACCOUNTS)
     for n in range(ACCOUNTS):
-        service.gmail.account(f"user{n}@example.com").faults.latency = 0.03
+        service.gmail.account(f"user{n}@example.com").faults.latency = 0.15
     for n in range(2):
         service.start("worker", worker_id=f"w{n}")
     service.start("monitor")

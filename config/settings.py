@@ -121,6 +121,12 @@ class Settings(BaseSettings):
     hostname: str | None = _env(
         "HOSTNAME", None, "a StatefulSet pod name (crawler-2): the shard id with a shard count"
     )
+    log_format: Literal["keyvalue", "json"] = _env(
+        "CRAWLER_LOG_FORMAT", "keyvalue", "log lines as key=value pairs or as JSON objects"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = _env(
+        "CRAWLER_LOG_LEVEL", "INFO", "least severe level logged"
+    )
     airbrake_project_id: int | None = _env("AIRBRAKE_PROJECT_ID", None, "Airbrake project id")
     airbrake_project_key: SecretStr = _env(
         "AIRBRAKE_PROJECT_KEY", SecretStr(""), "Airbrake project key"

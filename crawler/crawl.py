@@ -102,9 +102,9 @@ class GmailCrawler:
             self._drain(session)
             self._advance_cursor()
         finally:
-            self.result.commands = session.tap.commands
-            self.result.bytes_in = session.tap.bytes_in
             session.logout()
+            self.result.commands += session.tap.commands
+            self.result.bytes_in += session.tap.bytes_in
         return self.result
 
     # -- session ------------------------------------------------------------------------

@@ -50,6 +50,10 @@ class Interrupted(CrawlerError):
     """The worker is shutting down: the crawl stopped between batches, its queue kept."""
 
 
+class Stalled(CrawlerError):
+    """A crawl made no progress for CRAWLER_STALL_AFTER seconds (reported by the monitor)."""
+
+
 class Transient(CrawlerError):
     """A dropped session, timeout or server error: reconnect and retry, bounded."""
 

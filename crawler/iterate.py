@@ -7,6 +7,7 @@ never stops the pass.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -18,28 +19,28 @@ from itertools import islice
 from typing import Any
 
 import redis
-import tenacity
 from pymongo import MongoClient
 from pymongo.database import Database
 
 from config import Settings, load_settings
-from crawler import metrics
+from crawler import airbrake, metrics
 from crawler.backoff import error_delay, throttle_delay
 from crawler.blobs import BlobStore, open_blob_store
-from crawler.crawl import GmailCrawler
+from crawler.crawl import CrawlResult, GmailCrawler
 from crawler.errors import (
     AuthFailed,
     AuthRevoked,
     BadAccount,
+    BadInput,
     BadRule,
     CrawlerError,
     Interrupted,
     Throttled,
-    Transient,
 )
 from crawler.keys import Keys, check_user_uuid
 from crawler.lease import Lease
 from crawler.oauth import TokenCipher, TokenSource
+from crawler.retry import GroundhogDay, RetryDetails
 from crawler.rules import Rule, RuleTester
 from crawler.store import Document, Store, in_shard
 from crawler.uidqueue import UidQueue
@@ -156,48 +157,54 @@ class CrawlIterator:
             lease.release()
 
     def _run(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
+        started = time.monotonic()
         self.store.update_status(
             user_uuid,
             {"state": "crawling", "last_started_at": self.clock(), "worker": self.worker_id},
         )
-        state = self._outcome(user_uuid, status, queue)
-        metrics.CRAWLS.labels(state).inc()
-        return state
-
-    def _outcome(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
+        crawler: Any = None
         try:
             crawler = self._crawler(user_uuid, status, queue)
-            self._attempts(crawler, queue)
-        except Throttled as error:
-            return self._finish_throttled(user_uuid, status, error)
-        except Interrupted:
-            return self._finish_interrupted(user_uuid)
-        except AuthFailed as error:
-            return self._finish_auth_failed(user_uuid, error)
-        except CrawlerError as error:
-            return self._finish_error(user_uuid, error, status)
-        except Exception as error:  # any bug fails this account, never the pass
-            log.exception("crawl of %s failed", user_uuid)
-            return self._finish_error(user_uuid, error, status)
-        return self._finish_ok(user_uuid)
+            self._attempts(user_uuid, crawler, queue)
+        except Exception as error:  # a failure ends this account's crawl, never the pass
+            state = self._finish_failed(user_uuid, status, error)
+        else:
+            state = self._finish_ok(user_uuid)
+        metrics.CRAWLS.labels(state).inc()
+        counts = getattr(crawler, "result", None)
+        log.info(
+            "crawl %s",
+            state,
+            extra={
+                "user_uuid": user_uuid,
+                "state": state,
+                "worker": self.worker_id,
+                **(dataclasses.asdict(counts) if isinstance(counts, CrawlResult) else {}),
+                "duration": round(time.monotonic() - started, 3),
+            },
+        )
+        return state
 
-    def _attempts(self, crawler: Any, queue: UidQueue) -> Any:
+    def _attempts(self, user_uuid: str, crawler: Any, queue: UidQueue) -> Any:
         """Run the crawl, again after a transient error (reconnecting), within bounds."""
 
-        def put_back_inflight(state: tenacity.RetryCallState) -> None:
-            if state.attempt_number > 1:  # the failed attempt's batch goes back first
-                queue.requeue_inflight()
+        def put_back_inflight(retry: RetryDetails) -> None:
+            log.warning(
+                "crawl of %s retried after %s",
+                user_uuid,
+                type(retry.error).__name__,
+                extra={"user_uuid": user_uuid, "attempt": retry.attempt, "error": str(retry.error)},
+            )
+            queue.requeue_inflight()  # the failed attempt's batch goes back first
 
-        wait = self.settings.retry_wait
-        retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.settings.retry_attempts)
-            | tenacity.stop_after_delay(self.settings.retry_max_time),
-            wait=tenacity.wait_random_exponential(multiplier=wait, max=30 * wait),
-            retry=tenacity.retry_if_exception_type(Transient),
-            before=put_back_inflight,
-            reraise=True,
+        policy = GroundhogDay(
+            maximum_retries=self.settings.retry_attempts,
+            sleep_time=self.settings.retry_wait,
+            max_sleep=30 * self.settings.retry_wait,
+            max_time=self.settings.retry_max_time,
+            on_retry=(put_back_inflight,),
         )
-        return retrying(crawler.crawl)
+        return policy.call(crawler.crawl)
 
     def _crawler(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> Any:
         account = self.store.account(user_uuid) or {"user_uuid": user_uuid}
@@ -233,6 +240,23 @@ class CrawlIterator:
         return rules
 
     # -- outcomes -----------------------------------------------------------------------
+
+    def _finish_failed(self, user_uuid: str, status: Mapping[str, Any], error: Exception) -> str:
+        """The state a failed crawl ends in; errors that are not the account's data go to
+        Airbrake, and a bug is logged with its traceback."""
+        if isinstance(error, Throttled):
+            return self._finish_throttled(user_uuid, status, error)
+        if isinstance(error, Interrupted):
+            return self._finish_interrupted(user_uuid)
+        if isinstance(error, AuthFailed):
+            return self._finish_auth_failed(user_uuid, error)
+        if not isinstance(error, CrawlerError):
+            log.exception("crawl of %s failed", user_uuid, extra={"user_uuid": user_uuid})
+        if not isinstance(error, BadInput):
+            shard = f"{self.client_id}/{self.client_count}"
+            context = {"user_uuid": user_uuid, "worker": self.worker_id, "shard": shard}
+            airbrake.report(error, {**context, "component": "worker"})
+        return self._finish_error(user_uuid, error, status)
 
     def _finish_ok(self, user_uuid: str) -> str:
         now = self.clock()

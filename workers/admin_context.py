@@ -12,22 +12,21 @@ import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn, ParamSpec
-from urllib.parse import urlsplit
 
 import pydantic
 import redis
 import typer
 from pymongo import MongoClient
-from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
+from pymongo.errors import PyMongoError
 
 from config import Settings, load_settings
 from crawler.blobs import BlobStore, open_blob_store
-from crawler.errors import BadInput, ConfigError, CrawlerError
+from crawler.errors import BadInput, CrawlerError
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
 from crawler.store import Document, Store
+from workers.connections import mongo_client, redis_client
 
-CONNECT_TIMEOUT = 3.0  # seconds an operator waits, at most, for a store that does not answer
 EXIT_FAILED = 1  # bad configuration, an unreachable store, an unknown id
 EXIT_BAD_INPUT = 2  # a bad rule, account or option value, as for a usage error
 
@@ -62,7 +61,7 @@ class Operator:
     def store(self) -> Store:
         """The MongoDB collections; ConfigError when MongoDB cannot be used."""
         if self._store is None:
-            self._mongo = _mongo_client(self.settings.mongodb_url)
+            self._mongo = mongo_client(self.settings.mongodb_url)
             self._store = Store(self._mongo.get_default_database("crawler"))
         return self._store
 
@@ -70,7 +69,7 @@ class Operator:
     def redis(self) -> redis.Redis:
         """The Redis client; ConfigError when Redis cannot be reached."""
         if self._redis is None:
-            self._redis = _redis_client(self.settings.redis_url)
+            self._redis = redis_client(self.settings.redis_url)
         return self._redis
 
     def cipher(self) -> TokenCipher:
@@ -97,51 +96,6 @@ def operator(mongodb_url: str | None = None, redis_url: str | None = None) -> It
         yield ops
     finally:
         ops.close()
-
-
-def _mongo_client(url: str) -> MongoClient[Document]:
-    timeout_ms = int(CONNECT_TIMEOUT * 1000)
-    try:
-        client: MongoClient[Document] = MongoClient(
-            url, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms
-        )
-    except ConfigurationError as error:
-        raise ConfigError(f"CRAWLER_MONGODB_URL is not usable: {error}") from None
-    try:
-        client.admin.command("ping")
-    except ServerSelectionTimeoutError:
-        client.close()
-        raise ConfigError(
-            f"MongoDB at {where(url)} did not answer within {CONNECT_TIMEOUT:g} s "
-            "(check CRAWLER_MONGODB_URL)"
-        ) from None
-    except PyMongoError as error:
-        client.close()
-        raise ConfigError(f"MongoDB at {where(url)} refused us: {error}") from None
-    return client
-
-
-def _redis_client(url: str) -> redis.Redis:
-    try:
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=CONNECT_TIMEOUT
-        )
-    except ValueError as error:
-        raise ConfigError(f"CRAWLER_REDIS_URL is not usable: {error}") from None
-    try:
-        client.ping()
-    except redis.RedisError as error:
-        client.close()
-        raise ConfigError(
-            f"Redis at {where(url)} cannot be used: {error} (check CRAWLER_REDIS_URL)"
-        ) from None
-    return client
-
-
-def where(url: str) -> str:
-    """The host part of a store URL, without the credentials it may hold."""
-    parts = urlsplit(url)
-    return parts.netloc.rpartition("@")[2] or parts.path or "?"
 
 
 def operator_command(command: Callable[P, None]) -> Callable[P, None]:

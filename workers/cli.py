@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from config import load_settings
+from config import Settings, load_settings
+from crawler.oauth import TokenCipher
+from workers.admin import register as register_operator_commands
+from workers.admin_context import operator_command
+from workers.connections import connect
+from workers.membership import static_shard
 
 app = typer.Typer(
     help="Find and save the attachments in many Gmail accounts.",
@@ -31,18 +35,20 @@ MetricsOption = Annotated[
 ]
 
 
-def _metrics(port: int | None) -> None:
-    if port is not None:
+def _start(settings: Settings, metrics_port: int | None) -> None:
+    """What a service process sets up first: logs, error reports, metrics."""
+    from crawler import airbrake, logs
+
+    logs.configure(settings)
+    airbrake.configure(settings)
+    if metrics_port is not None:
         from crawler.metrics import serve
 
-        serve(port)
-
-
-def _logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        serve(metrics_port)
 
 
 @app.command()
+@operator_command
 def worker(
     *,
     once: Annotated[
@@ -55,32 +61,33 @@ def worker(
     metrics_port: MetricsOption = None,
 ) -> None:
     """Crawl this worker's shard of the accounts, pass after pass."""
-    from workers.worker import Worker, connect
+    from workers.worker import Worker
 
-    _logging()
     settings = load_settings(
         client_id=client_id, client_count=client_count, concurrency=concurrency
     )
-    database, redis_client = connect(settings)
-    process = Worker(settings, database, redis_client)
+    # Bad configuration fails here, as one line: the shard, and the key every crawl needs.
+    static_shard(settings)
+    TokenCipher(settings.secret_key.get_secret_value())
+    _start(settings, metrics_port)
+    process = Worker(settings, *connect(settings))
     process.install_signal_handlers()
     raise typer.Exit(process.run(once=once, burst=burst))
 
 
 @app.command()
+@operator_command
 def monitor(
+    *,
     once: Annotated[bool, typer.Option("--once", help="One check, then exit.")] = False,
     metrics_port: MetricsOption = None,
 ) -> None:
     """Watch the crawls in Redis and make sure each one completes."""
     from workers.monitor import Monitor
-    from workers.worker import connect
 
-    _logging()
-    _metrics(metrics_port)
     settings = load_settings()
-    database, redis_client = connect(settings)
-    process = Monitor(settings, database, redis_client)
+    _start(settings, metrics_port)
+    process = Monitor(settings, *connect(settings))
     if once:
         process.check()
         return
@@ -134,6 +141,9 @@ def demo() -> None:
 
     if not run():
         raise typer.Exit(1)
+
+
+register_operator_commands(app)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ import re
 import redis
 
 from config import Settings
+from crawler.errors import ConfigError
 from crawler.keys import Keys
 
 _ORDINAL = re.compile(r"[-.](\d+)$")
@@ -22,7 +23,7 @@ def static_shard(settings: Settings) -> tuple[int, int] | None:
     count = settings.client_count
     if count is None:
         if settings.client_id is not None:
-            raise ValueError("CRAWLER_CLIENT_ID needs CRAWLER_CLIENT_COUNT")
+            raise ConfigError("CRAWLER_CLIENT_ID needs CRAWLER_CLIENT_COUNT")
         return None
     client_id = settings.client_id
     if client_id is None:
@@ -30,9 +31,9 @@ def static_shard(settings: Settings) -> tuple[int, int] | None:
     if client_id is None:
         client_id = _ordinal(settings.hostname, base=0)
     if client_id is None:
-        raise ValueError("CRAWLER_CLIENT_COUNT needs CRAWLER_CLIENT_ID (or worker.N, pod-N)")
+        raise ConfigError("CRAWLER_CLIENT_COUNT needs CRAWLER_CLIENT_ID (or worker.N, pod-N)")
     if not 0 <= client_id < count:
-        raise ValueError(f"client id {client_id} is not in 0..{count - 1}")
+        raise ConfigError(f"client id {client_id} is not in 0..{count - 1}")
     return client_id, count
 
 

@@ -8,6 +8,8 @@ dead workers from the membership, and reports crawls that stalled (once each).
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -17,10 +19,12 @@ import redis
 from pymongo.database import Database
 
 from config import Settings
-from crawler import metrics
+from crawler import airbrake, metrics
+from crawler.errors import Stalled
 from crawler.keys import Keys
 from crawler.store import Document, Store
 from crawler.uidqueue import requeue_abandoned
+from workers.service import guarded, through_outages
 
 log = logging.getLogger(__name__)
 
@@ -44,21 +48,23 @@ class Monitor:
         database: Database[Document],
         redis_client: redis.Redis,
         *,
-        monitor_id: str = "monitor",
+        monitor_id: str | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = Store(database)
         self.redis = redis_client
         self.keys = Keys(settings.redis_prefix)
-        self.monitor_id = monitor_id
+        self.monitor_id = monitor_id or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        """Check every interval until stopped."""
+        """Check every interval until stopped; an error left after retries is raised."""
+        context = {"component": "monitor", "monitor": self.monitor_id}
+        policy = through_outages(self.settings, context)
         while not self.stopping.is_set():
-            self.check()
+            guarded(self.check, policy, context)
             self.stopping.wait(self.settings.monitor_interval)
 
     def check(self) -> Check:
@@ -76,9 +82,11 @@ class Monitor:
                 self.store.update_status(user_uuid, {"state": "idle", "next_crawl_at": now})
         result.stalled = self.store.report_stalled(now - self.settings.stall_after, now)
         for user_uuid in result.stalled:
+            stalled = Stalled(f"no progress for {self.settings.stall_after:.0f}s")
             log.warning(
-                "crawl of %s stalled: no progress for %.0fs", user_uuid, self.settings.stall_after
+                "crawl of %s stalled: %s", user_uuid, stalled, extra={"user_uuid": user_uuid}
             )
+            airbrake.report(stalled, {"component": "monitor", "user_uuid": user_uuid})
         if result.requeued or result.dead_workers:
             log.info("monitor requeued=%s dead_workers=%d", result.requeued, result.dead_workers)
         self._gauges(now)

@@ -16,11 +16,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from types import FrameType
-from typing import Any
 
 import redis
-from pymongo import MongoClient
 from pymongo.database import Database
 
 from config import Settings
@@ -28,8 +27,11 @@ from crawler.iterate import CrawlIterator, PassResult
 from crawler.keys import Keys
 from crawler.store import Document, Store
 from workers.membership import Membership, static_shard
+from workers.service import guarded, through_outages
 
 log = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
 
 
 class Worker:
@@ -55,18 +57,24 @@ class Worker:
         self.stopping = threading.Event()
 
     def run(self, *, once: bool = False, burst: bool = False) -> int:
-        """Loop until stopped (`once`: one pass; `burst`: until nothing is due). Exit code."""
+        """Loop until stopped (`once`: one pass; `burst`: until nothing is due). Exit code:
+        1 after a pass with a failed crawl (`once` only) or an error that stopped the loop."""
+        context = {"component": "worker", "worker": self.worker_id}
+        policy = through_outages(self.settings, context)
         failed = False
         try:
             while not self.stopping.is_set():
-                result = self.run_pass()
+                result = guarded(self.run_pass, policy, context)
                 failed = failed or bool(result.failed)
                 if once or (burst and not result.outcomes):
                     break
                 self.stopping.wait(self.pause())
+        except Exception:  # logged and reported by `guarded`; the process manager restarts us
+            return EXIT_FAILED
         finally:
-            self.membership.leave()
-        return 1 if once and failed else 0
+            with suppress(redis.RedisError):
+                self.membership.leave()
+        return EXIT_FAILED if once and failed else 0
 
     def run_pass(self) -> PassResult:
         """One pass over the shard as it is now."""
@@ -85,12 +93,13 @@ class Worker:
         )
         result = iterator.iterate(concurrency=self.settings.concurrency)
         log.info(
-            "pass worker=%s shard=%d/%d crawled=%d failed=%d",
-            self.worker_id,
-            client_id,
-            client_count,
-            len(result.outcomes),
-            len(result.failed),
+            "pass",
+            extra={
+                "worker": self.worker_id,
+                "shard": f"{client_id}/{client_count}",
+                "crawled": len(result.outcomes),
+                "failed": len(result.failed),
+            },
         )
         return result
 
@@ -115,9 +124,3 @@ class Worker:
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, handle)
-
-
-def connect(settings: Settings) -> tuple[Database[Any], redis.Redis]:
-    """The MongoDB database and Redis client the settings name."""
-    client: MongoClient[Document] = MongoClient(settings.mongodb_url, serverSelectionTimeoutMS=5000)
-    return client.get_default_database("crawler"), redis.Redis.from_url(settings.redis_url)

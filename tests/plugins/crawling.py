@@ -38,6 +38,7 @@ class World:
         key = Fernet.generate_key().decode()
         self.cipher = TokenCipher(key)
         self.now = time.time()
+        self.issued: dict[str, list[str]] = {}
         self.settings = Settings(
             imap_host="127.0.0.1",
             imap_port=gmail.port,
@@ -79,7 +80,16 @@ class World:
             }
         )
         self.db.rules.insert_one({"user_uuid": user_uuid, **rule})
+        self.issued[user_uuid] = [access, f"refresh-{user_uuid}"]
         return account
+
+    def secrets(self, user_uuid: str) -> list[str]:
+        """The account's tokens: those it was given, and those it holds now (once refreshed)."""
+        oauth = self.db.accounts.find_one({"user_uuid": user_uuid})["oauth"]
+        held = [
+            self.cipher.decrypt(oauth[field], field) for field in ("access_token", "refresh_token")
+        ]
+        return self.issued[user_uuid] + held
 
     def iterator(self, **options: Any) -> CrawlIterator:
         """A CrawlIterator over this world (one shard unless told otherwise)."""

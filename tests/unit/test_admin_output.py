@@ -3,8 +3,8 @@
 import pytest
 from rich.console import Console
 
-from workers.admin_context import where
 from workers.admin_output import duration, print_json, printable, relative, table, timestamp
+from workers.connections import where
 
 pytestmark = pytest.mark.unit
 

@@ -135,6 +135,7 @@ def embedded_mongo(
 
 
 @app.command()
+@operator_command
 def demo() -> None:
     """Crawl four fake Gmail accounts (one throttled, one refreshed, one revoked) end to end."""
     from workers.demo import run

@@ -1,38 +1,70 @@
-"""`crawler demo`: the crawler on an embedded default, start to finish, in under a minute.
+"""`crawler demo`: the crawler on an embedded default, start to finish, in a few seconds.
 
-A fake Gmail holds four accounts filled from the fixture corpus: one ordinary, one that Gmail
-throttles midway, one whose access token has expired (refreshed from the fake token endpoint)
-and one whose grant was revoked. Two shard workers crawl them on a simulated clock, so the
-throttled account's five-minute backoff passes at once; then a table shows each account.
+Everything runs in this one process: a fake Gmail holding four accounts filled from the fixture
+corpus (one ordinary, one that Gmail throttles midway, one whose access token has expired and is
+refreshed from the fake token endpoint, one whose grant was revoked), the fake token endpoint,
+the embedded MongoDB stand-in, two real `Worker`s on static shards 0/2 and 1/2, and a real
+`Monitor` checking every second. Redis is the one on CRAWLER_REDIS_URL, under a key prefix of the
+demo's own that is deleted at the end.
+
+A progress bar per account follows `crawl_status` and the account's UID queue while the workers
+crawl. The clock the crawler sees is simulated: when nothing is left to crawl, it jumps to the end
+of the next backoff, so the throttled account's five-minute backoff passes at once. The fake
+Gmail waits a few milliseconds before each answer, so that the bars move at a visible pace. At the
+end a table shows how each account ended and where the attachments are; the exit code is 0 when
+every account ended as its story says.
 """
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-import mongomock
-import redis
 from cryptography.fernet import Fernet
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import Settings, load_settings
-from crawler.iterate import CrawlIterator
+from crawler.errors import ConfigError
+from crawler.iterate import PassResult
+from crawler.keys import Keys
 from crawler.oauth import TokenCipher
+from crawler.store import Document, Store
 from crawler.testing import tokens
+from crawler.testing.embedded_mongo import EmbeddedMongo
 from crawler.testing.fakegmail import FakeGmail, Fault, FaultKind
 from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from workers.connections import mongo_client, redis_client
+from workers.monitor import Check, Monitor
+from workers.worker import Worker
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "messages"
 BLOB_DIR = Path("var/demo/blobs")
 SHARDS = 2
-MAX_ROUNDS = 10
+MAX_PASSES = 10
+GMAIL_LATENCY = 0.01  # seconds before each answer of the fake Gmail
+REFRESH_EVERY = 0.1  # seconds between progress updates while the workers crawl
+PIPE_WIDTH = 120  # columns of the output when it is not a terminal (a log, CI)
+TABLE_COLUMNS = (
+    "account",
+    "story",
+    "state",
+    "attachments\nsaved",
+    "bytes",
+    "IMAP\ncommands",
+    "token\nrequests",
+    "throttled\nuntil",
+)
 
 
 @dataclass(frozen=True)
@@ -42,9 +74,32 @@ class DemoAccount:
     user_uuid: str
     email: str
     story: str
-    token_ttl: float = 3600.0
+    token_ttl: float = 3600.0  # seconds the stored access token has left (negative: expired)
     revoked: bool = False
     throttled: bool = False
+
+    @property
+    def refresh_token(self) -> str:
+        """The account's refresh token, as the fake token endpoint knows it."""
+        return f"1//demo-{self.user_uuid}"
+
+    def ended_as_told(self, status: Mapping[str, Any], token_requests: int) -> bool:
+        """Whether the account's `crawl_status` and token requests are what its story says."""
+        expected = (
+            "auth_failed" if self.revoked else "idle",
+            self.revoked,
+            self.throttled,
+            1 if self.token_ttl < 0 else 0,  # an expired token is refreshed (or refused) once
+            0 if self.revoked else corpus_attachments(),
+        )
+        found = (
+            status.get("state"),
+            bool(status.get("auth_revoked")),
+            bool(status.get("throttle_backoff_timestamp")),
+            token_requests,
+            int((status.get("totals") or {}).get("attachments", 0)),
+        )
+        return found == expected
 
 
 ACCOUNTS = (
@@ -55,8 +110,15 @@ ACCOUNTS = (
 )
 
 
+@cache
+def corpus_attachments() -> int:
+    """How many attachments the corpus's sidecars list: what a full crawl saves."""
+    sidecars = sorted(CORPUS.glob("*.json"))
+    return sum(len(json.loads(path.read_text("utf-8"))["attachments"]) for path in sidecars)
+
+
 class SimulatedClock:
-    """Time that the demo moves forward to the next due crawl."""
+    """Time as the crawler sees it; the demo moves it forward to the next backoff's end."""
 
     def __init__(self) -> None:
         self.now = time.time()
@@ -65,104 +127,206 @@ class SimulatedClock:
         return self.now
 
 
+class RecordingMonitor(Monitor):
+    """The monitor, keeping what each check it acted on did, for the summary."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.checks: list[Check] = []
+
+    def check(self) -> Check:
+        result = super().check()
+        if result.acted:
+            self.checks.append(result)
+        return result
+
+    def summary(self) -> str:
+        """One line: what the checks found."""
+        requeued = sum(sum(check.requeued.values()) for check in self.checks)
+        dead = sum(check.dead_workers for check in self.checks)
+        stalled = sum(len(check.stalled) for check in self.checks)
+        return (
+            f"Monitor: {len(self.checks)} checks; {requeued} abandoned UIDs requeued, "
+            f"{dead} dead workers, {stalled} stalled crawls."
+        )
+
+
 def run(console: Console | None = None) -> bool:
     """Run the demo; True when every account ended as its story says."""
-    console = console or Console(width=max(Console().width, 110))
-    with _world() as world:
-        for round_number in range(1, MAX_ROUNDS + 1):
-            outcomes = world.crawl_round()
-            for user_uuid, state in sorted(outcomes.items()):
-                console.print(f"round {round_number}: {user_uuid:<6} -> {state}")
-            if not world.advance():
-                break
-        console.print(world.table())
-        console.print(f"Attachments are in {world.settings.blob_dir.resolve()}")
-        return world.as_expected()
+    console = console or _console()
+    try:
+        with _world() as world:
+            _crawl(world, console)
+            _report(world, console)
+            return world.as_expected()
+    except ConfigError as error:  # Redis is missing or unusable
+        console.print(f"demo: {error}", style="red", markup=False)
+        return False
+
+
+def _console() -> Console:
+    """The terminal as it is; elsewhere, wide enough that the table's rows do not wrap."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(console.width, PIPE_WIDTH))
+
+
+def _crawl(world: _World, console: Console) -> None:
+    """Pass after pass of both workers, with the bars, until no backoff is left to wait for."""
+    progress = Progress(
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("messages, {task.fields[attachments]:>3} attachments"),
+        TextColumn("{task.fields[state]}"),
+        console=console,
+    )
+    with progress, _running(world.monitor):
+        bars = _Bars(progress, world)
+        for _ in range(MAX_PASSES):
+            started = world.clock.now
+            results = world.crawl_pass(bars.refresh)
+            bars.refresh()
+            for line in _pass_lines(started, results):
+                progress.console.print(line)
+            woken = world.advance()
+            if woken is None:
+                return
+            progress.console.print(
+                f"The simulated clock jumps to {_clock_time(woken)}, when the backoff ends."
+            )
+
+
+def _report(world: _World, console: Console) -> None:
+    console.print(world.table())
+    console.print(world.monitor.summary())
+    console.print(
+        f"Attachments: {world.blob_count()} distinct files (content-addressed by sha256) in "
+        f"{world.settings.blob_dir.resolve()}; their records were in the embedded MongoDB.",
+        markup=False,
+    )
+    console.print(
+        "The crawler's clock was simulated: backoffs passed at once. "
+        f"The fake Gmail waited {GMAIL_LATENCY * 1000:.0f} ms before each answer."
+    )
+
+
+@contextmanager
+def _running(monitor: Monitor) -> Iterator[None]:
+    """The monitor's own loop, in a thread, while the block runs."""
+    thread = threading.Thread(target=monitor.run, name="demo-monitor", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        monitor.stopping.set()
+        thread.join()
 
 
 class _World:
-    def __init__(self, gmail: FakeGmail, oauth: FakeTokenEndpoint, settings: Settings) -> None:
-        self.gmail, self.oauth, self.settings = gmail, oauth, settings
+    """The fakes, the stores, the workers and the monitor of one demo."""
+
+    def __init__(self, gmail: FakeGmail, oauth: FakeTokenEndpoint, mongo: EmbeddedMongo) -> None:
+        self.gmail, self.oauth = gmail, oauth
         self.clock = SimulatedClock()
-        self.db: Any = mongomock.MongoClient()["crawler"]
-        self.redis = redis.Redis.from_url(settings.redis_url)
-        self.cipher = TokenCipher(settings.secret_key.get_secret_value())
+        self.settings = _settings(gmail, oauth)
+        self.keys = Keys(self.settings.redis_prefix)
+        self.redis = redis_client(self.settings.redis_url)
+        self.mongo = mongo_client(mongo.uri)
+        self.store = Store(self.mongo["demo"])
+        self.cipher = TokenCipher(self.settings.secret_key.get_secret_value())
         for account in ACCOUNTS:
             self._add(account)
-        self.shards = [
-            CrawlIterator(
-                self.db,
-                client_id=shard,
-                client_count=SHARDS,
-                settings=settings,
-                redis_client=self.redis,
-                worker_id=f"demo-worker-{shard}",
-                clock=self.clock,
-            )
-            for shard in range(SHARDS)
-        ]
+        self.workers = [self._worker(shard) for shard in range(SHARDS)]
+        self.monitor = RecordingMonitor(
+            self.settings, self.store.db, self.redis, monitor_id="demo-monitor", clock=self.clock
+        )
+
+    def _worker(self, shard: int) -> Worker:
+        shard_settings = self.settings.model_copy(
+            update={"worker_id": f"demo-worker-{shard}", "client_id": shard, "client_count": SHARDS}
+        )
+        return Worker(shard_settings, self.store.db, self.redis, clock=self.clock)
 
     def _add(self, account: DemoAccount) -> None:
         fake = self.gmail.add_account(account.email)
+        fake.faults.latency = GMAIL_LATENCY
         for path in sorted(CORPUS.glob("*.eml")):
             fake.add_message(path.read_bytes(), labels=["\\Inbox"])
-        if account.throttled:
+        if account.throttled:  # [THROTTLED] about halfway through the corpus's UID FETCHes
             fake.faults.add(
-                Fault(FaultKind.THROTTLED, commands={"UID FETCH"}, after_commands=3, times=1)
+                Fault(FaultKind.THROTTLED, commands={"UID FETCH"}, after_commands=15, times=1)
             )
-        refresh_token = f"1//demo-{account.user_uuid}"
-        self.oauth.add_grant(refresh_token, account.email)
+        self.oauth.add_grant(account.refresh_token, account.email)
         if account.revoked:
-            self.oauth.revoke(refresh_token)
+            self.oauth.revoke(account.refresh_token)
         expires_at = self.clock.now + account.token_ttl
-        self.db.accounts.insert_one(
+        self.store.add_account(
             {
                 "user_uuid": account.user_uuid,
                 "email": account.email,
                 "provider": "gmail_oauth",
                 "oauth": {
-                    "refresh_token": self.cipher.encrypt(refresh_token),
+                    "refresh_token": self.cipher.encrypt(account.refresh_token),
                     "access_token": self.cipher.encrypt(tokens.issue(account.email, expires_at)),
                     "expires_at": expires_at,
                 },
             }
         )
-        self.db.rules.insert_one({"user_uuid": account.user_uuid})
+        self.store.add_rule({"user_uuid": account.user_uuid})
 
-    def crawl_round(self) -> dict[str, str]:
-        outcomes: dict[str, str] = {}
-        for shard in self.shards:
-            outcomes.update(shard.iterate().outcomes)
-        return outcomes
+    def crawl_pass(self, while_crawling: Callable[[], None]) -> list[tuple[Worker, PassResult]]:
+        """One pass of every worker, at once; `while_crawling` is called as they go."""
+        with ThreadPoolExecutor(len(self.workers), thread_name_prefix="demo-worker") as pool:
+            passes = [pool.submit(worker.run_pass) for worker in self.workers]
+            while wait(passes, timeout=REFRESH_EVERY).not_done:
+                while_crawling()
+            results = [done.result() for done in passes]
+        return list(zip(self.workers, results, strict=True))
 
-    def advance(self) -> bool:
-        """Jump to the next backoff that ends; False when nothing is left to wait for."""
+    def advance(self) -> float | None:
+        """Jump to the end of the next backoff; None when nothing is left to wait for."""
         waiting = [
-            status["next_crawl_at"]
-            for status in self.db.crawl_status.find({"state": {"$in": ["throttled", "error"]}})
+            float(status["next_crawl_at"])
+            for status in self.store.status.find({"state": {"$in": ["throttled", "error"]}})
             if status.get("next_crawl_at") is not None
         ]
         if not waiting:
-            return False
-        self.clock.now = max(self.clock.now, min(waiting)) + 1
-        return True
+            return None
+        woken = max(self.clock.now, min(waiting)) + 1
+        for worker in self.workers:  # a waiting worker keeps heartbeating (Worker.pause)
+            worker.membership.heartbeat(woken)
+        self.clock.now = woken
+        return woken
+
+    def statuses(self) -> dict[str, Document]:
+        """Every account's `crawl_status`, by user_uuid."""
+        return {str(status["user_uuid"]): status for status in self.store.status.find({})}
+
+    def remaining(self, user_uuid: str) -> int:
+        """UIDs of the account still queued or in flight."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.llen(self.keys.uids(user_uuid))
+            pipe.scard(self.keys.inflight(user_uuid))
+            queued, inflight = pipe.execute()
+        return int(queued) + int(inflight)
+
+    def imap_commands(self, account: DemoAccount) -> int:
+        """Commands the fake Gmail received for the account."""
+        return sum(self.gmail.account(account.email).ledger.commands.values())
+
+    def blob_count(self) -> int:
+        """Distinct blobs the attachments of this demo are stored in."""
+        return len(self.store.attachments.distinct("blob"))
 
     def table(self) -> Table:
-        table = Table(title="Demo: one crawl per account, on a simulated clock")
-        for column in (
-            "account",
-            "story",
-            "state",
-            "attachments",
-            "bytes",
-            "IMAP commands",
-            "throttled until",
-        ):
-            table.add_column(column)
+        """How each account ended."""
+        table = Table(title="Demo: how each account ended (the clock was simulated)")
+        for column in TABLE_COLUMNS:
+            table.add_column(column, no_wrap=column == "account")
+        statuses = self.statuses()
         for account in ACCOUNTS:
-            status = self.db.crawl_status.find_one({"user_uuid": account.user_uuid}) or {}
-            totals = status.get("totals", {})
-            commands = sum(self.gmail.account(account.email).ledger.commands.values())
+            status = statuses.get(account.user_uuid, {})
+            totals = status.get("totals") or {}
             until = status.get("throttle_backoff_timestamp") or 0
             table.add_row(
                 account.email,
@@ -170,25 +334,107 @@ class _World:
                 str(status.get("state")),
                 str(totals.get("attachments", 0)),
                 str(totals.get("bytes", 0)),
-                str(commands),
-                time.strftime("%H:%M:%S", time.localtime(until)) if until else "-",
+                str(self.imap_commands(account)),
+                str(self.oauth.refresh_count(account.refresh_token)),
+                _clock_time(until) if until else "-",
             )
         return table
 
     def as_expected(self) -> bool:
-        states = {
-            doc["user_uuid"]: doc["state"]
-            for doc in self.db.crawl_status.find({}, {"user_uuid": 1, "state": 1})
-        }
-        expected = {
-            account.user_uuid: "auth_failed" if account.revoked else "idle" for account in ACCOUNTS
-        }
-        return states == expected
+        """Whether every account ended as its story says."""
+        statuses = self.statuses()
+        return all(
+            account.ended_as_told(
+                statuses.get(account.user_uuid, {}), self.oauth.refresh_count(account.refresh_token)
+            )
+            for account in ACCOUNTS
+        )
 
     def close(self) -> None:
+        """Delete the demo's Redis keys (only its own prefix) and close the clients."""
         keys = list(self.redis.scan_iter(match=f"{self.settings.redis_prefix}*"))
         if keys:
             self.redis.delete(*keys)
+        self.redis.close()
+        self.mongo.close()
+
+
+class _Bars:
+    """A progress bar per account, from `crawl_status` and the account's UID queue."""
+
+    def __init__(self, progress: Progress, world: _World) -> None:
+        self.progress, self.world = progress, world
+        self.tasks = {
+            account.user_uuid: progress.add_task(
+                account.email, total=None, attachments=0, state="waiting for a worker"
+            )
+            for account in ACCOUNTS
+        }
+
+    def refresh(self) -> None:
+        """Bring every bar up to date."""
+        statuses = self.world.statuses()
+        for user_uuid, task in self.tasks.items():
+            status = statuses.get(user_uuid, {})
+            totals = status.get("totals") or {}
+            done = int(totals.get("messages", 0))
+            total = done + self.world.remaining(user_uuid)
+            known = total or status.get("last_finished_at") is not None
+            self.progress.update(
+                task,
+                completed=done,
+                total=total if known else None,  # None: unknown until the search has run
+                attachments=int(totals.get("attachments", 0)),
+                state=_describe(status),
+            )
+
+
+def _describe(status: Mapping[str, Any]) -> str:
+    """What a bar says about its account."""
+    state = status.get("state")
+    until = status.get("throttle_backoff_timestamp") or 0
+    if status.get("last_started_at") is None:
+        return "waiting for a worker"
+    if state == "crawling":
+        return f"crawling on {status.get('worker')}"
+    if state == "throttled":
+        return f"throttled until {_clock_time(until)}"
+    if state == "auth_failed" and status.get("auth_revoked"):
+        return "auth_failed: grant revoked"
+    if state == "idle" and until:
+        return f"idle, resumed after a throttle until {_clock_time(until)}"
+    return str(state)
+
+
+def _pass_lines(started: float, results: list[tuple[Worker, PassResult]]) -> Iterator[str]:
+    """A line per worker of a pass: its shard and how each account it crawled ended."""
+    for worker, result in results:
+        shard = f"{worker.settings.client_id}/{worker.settings.client_count}"
+        crawled = ", ".join(f"{user} {state}" for user, state in sorted(result.outcomes.items()))
+        crawled = crawled or "nothing due"
+        yield f"{_clock_time(started)} {worker.worker_id} (shard {shard}): {crawled}"
+
+
+def _clock_time(timestamp: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(timestamp))
+
+
+def _settings(gmail: FakeGmail, oauth: FakeTokenEndpoint) -> Settings:
+    return load_settings(
+        imap_host="127.0.0.1",
+        imap_port=gmail.port,
+        imap_tls=False,
+        oauth_token_url=oauth.url,
+        oauth_client_id=DEFAULT_CLIENT_ID,
+        oauth_client_secret=DEFAULT_CLIENT_SECRET,
+        secret_key=Fernet.generate_key().decode(),
+        blob_dir=BLOB_DIR,
+        blob_store="file",
+        redis_prefix=f"demo:{uuid.uuid4().hex[:8]}:",
+        retry_wait=0.1,
+        monitor_interval=1.0,
+        fetch_batch=5,  # several batches per account: the bars move, a throttle lands midway
+    )
 
 
 @contextmanager
@@ -196,19 +442,7 @@ def _world() -> Iterator[_World]:
     with ExitStack() as stack:
         gmail = stack.enter_context(FakeGmail())
         oauth = stack.enter_context(FakeTokenEndpoint())
-        settings = load_settings(
-            imap_host="127.0.0.1",
-            imap_port=gmail.port,
-            imap_tls=False,
-            oauth_token_url=oauth.url,
-            oauth_client_id=DEFAULT_CLIENT_ID,
-            oauth_client_secret=DEFAULT_CLIENT_SECRET,
-            secret_key=Fernet.generate_key().decode(),
-            blob_dir=BLOB_DIR,
-            redis_prefix=f"demo:{uuid.uuid4().hex[:8]}:",
-            retry_wait=0.1,
-            fetch_batch=10,  # several batches per account, so a throttle lands midway
-        )
-        world = _World(gmail, oauth, settings)
+        mongo = stack.enter_context(EmbeddedMongo())
+        world = _World(gmail, oauth, mongo)
         stack.callback(world.close)
         yield world

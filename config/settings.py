@@ -45,6 +45,11 @@ class Settings(BaseSettings):
         "https://oauth2.googleapis.com/token",
         "OAuth2 token endpoint for refresh-token grants",
     )
+    oauth_auth_url: str = _env(
+        "CRAWLER_OAUTH_AUTH_URL",
+        "https://accounts.google.com/o/oauth2/v2/auth",
+        "OAuth2 consent page that `crawler accounts authorize` opens",
+    )
     oauth_client_id: str = _env("CRAWLER_OAUTH_CLIENT_ID", "", "OAuth2 client id")
     oauth_client_secret: SecretStr = _env(
         "CRAWLER_OAUTH_CLIENT_SECRET", SecretStr(""), "OAuth2 client secret"

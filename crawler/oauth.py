@@ -8,11 +8,12 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from cryptography.fernet import Fernet, InvalidToken
@@ -73,7 +74,7 @@ class TokenSource:
         http: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_token_url(settings.oauth_token_url)
+        _check_endpoint("CRAWLER_OAUTH_TOKEN_URL", settings.oauth_token_url)
         self._settings = settings
         self._cipher = cipher
         self._http = http or requests.Session()
@@ -97,7 +98,7 @@ class TokenSource:
             client_id=self._settings.oauth_client_id,
             client_secret=self._settings.oauth_client_secret.get_secret_value(),
         )
-        response = self._post(body)
+        response = _post(self._settings, self._http, body)
         try:
             token = client.parse_request_body_response(response.text)
         except InvalidGrantError:
@@ -111,26 +112,88 @@ class TokenSource:
         """The `oauth` fields to store for a refreshed token."""
         return {"access_token": self._cipher.encrypt(access.token), "expires_at": access.expires_at}
 
-    def _post(self, body: str) -> requests.Response:
+
+class Consent:
+    """The installed-app consent flow for one account: a URL to open, then the code exchange.
+
+    The user opens `url`, signs in and consents; Google redirects the browser to `redirect_uri`
+    (a loopback listener) with a code, which `refresh_token` exchanges. A random `state` and a
+    PKCE (S256) verifier keep the code from being used by anyone who merely sees it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        redirect_uri: str,
+        login_hint: str,
+        http: requests.Session | None = None,
+    ) -> None:
+        for name, url in (("AUTH", settings.oauth_auth_url), ("TOKEN", settings.oauth_token_url)):
+            _check_endpoint(f"CRAWLER_OAUTH_{name}_URL", url)
+        self._settings = settings
+        self._http = http or requests.Session()
+        self._client = WebApplicationClient(settings.oauth_client_id)
+        self.redirect_uri = redirect_uri
+        self.state = secrets.token_urlsafe(24)
+        self._verifier = self._client.create_code_verifier(64)
+        query = {
+            "client_id": settings.oauth_client_id,
+            "redirect_uri": redirect_uri,
+            "response_type": "code",
+            "scope": IMAP_SCOPE,
+            "state": self.state,
+            "code_challenge": self._client.create_code_challenge(self._verifier, "S256"),
+            "code_challenge_method": "S256",
+            "access_type": "offline",  # a refresh token, not only an access token
+            "prompt": "consent",  # a refresh token even when the user consented before
+            "login_hint": login_hint,
+        }
+        self.url = f"{settings.oauth_auth_url}?{urlencode(query)}"
+
+    def refresh_token(self, redirect: Mapping[str, str]) -> str:
+        """The refresh token for the code in the redirect's query; AuthFailed when refused."""
+        if not secrets.compare_digest(redirect.get("state", ""), self.state):
+            raise AuthFailed("the consent redirect does not belong to this request: start again")
+        if "error" in redirect or "code" not in redirect:
+            raise AuthFailed(f"consent was not given: {redirect.get('error', 'no code')}")
+        body = self._client.prepare_request_body(
+            code=redirect["code"],
+            redirect_uri=self.redirect_uri,
+            code_verifier=self._verifier,
+            client_secret=self._settings.oauth_client_secret.get_secret_value(),
+        )
+        response = _post(self._settings, self._http, body)
         try:
-            response = self._http.post(
-                self._settings.oauth_token_url,
-                data=body,
-                headers={"Content-Type": "application/x-www-form-urlencoded"},
-                timeout=self._settings.oauth_timeout,
-            )
-        except requests.RequestException as error:
-            raise Transient(f"token endpoint unreachable: {type(error).__name__}") from None
-        if response.status_code >= 500 or response.status_code == 429:
-            raise Transient(f"token endpoint answered HTTP {response.status_code}")
-        return response
+            token = self._client.parse_request_body_response(response.text)
+        except (OAuth2Error, ValueError) as error:
+            raise AuthFailed(f"token endpoint refused the code: {_describe(error)}") from None
+        refresh_token = token.get("refresh_token")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise AuthFailed("the token endpoint gave no refresh token")
+        return refresh_token
+
+
+def _post(settings: Settings, http: requests.Session, body: str) -> requests.Response:
+    """POST a form to the token endpoint; Transient when it is unreachable or failing."""
+    try:
+        response = http.post(
+            settings.oauth_token_url,
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            timeout=settings.oauth_timeout,
+        )
+    except requests.RequestException as error:
+        raise Transient(f"token endpoint unreachable: {type(error).__name__}") from None
+    if response.status_code >= 500 or response.status_code == 429:
+        raise Transient(f"token endpoint answered HTTP {response.status_code}")
+    return response
 
 
 def _describe(error: Exception) -> str:
     return getattr(error, "error", None) or type(error).__name__
 
 
-def _check_token_url(url: str) -> None:
+def _check_endpoint(name: str, url: str) -> None:
     """Tokens travel only over HTTPS, except to a stand-in on this machine's loopback."""
     parts = urlsplit(url)
     if parts.scheme == "https":
@@ -138,7 +201,7 @@ def _check_token_url(url: str) -> None:
     host = parts.hostname or ""
     loopback = host == "localhost" or _is_loopback_ip(host)
     if parts.scheme != "http" or not loopback:
-        raise ConfigError(f"CRAWLER_OAUTH_TOKEN_URL must be https:// (got {url!r})")
+        raise ConfigError(f"{name} must be https:// (got {url!r})")
 
 
 def _is_loopback_ip(host: str) -> bool:

@@ -9,16 +9,20 @@ from __future__ import annotations
 import re
 import sys
 import time
+import webbrowser
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from config import Settings
 from crawler.crawl import GMAIL_PROVIDERS
 from crawler.errors import BadAccount, BadInput
 from crawler.keys import check_user_uuid
+from crawler.oauth import Consent
 from crawler.store import Document
+from workers.admin_consent import LoopbackRedirect
 from workers.admin_context import JsonOption, MongoUrlOption, fail, operator, operator_command
 from workers.admin_output import console, print_json, table
 
@@ -208,14 +212,20 @@ def remove(user_uuid: UserUuidArgument, mongodb_url: MongoUrlOption = None) -> N
 def authorize(
     user_uuid: UserUuidArgument,
     refresh_token_stdin: RefreshTokenFlag = False,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Print the consent URL; do not open a browser.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for the consent in the browser.", min=1)
+    ] = 300,
     mongodb_url: MongoUrlOption = None,
 ) -> None:
-    """Replace a Gmail account's refresh token (from standard input) and drop its access token.
+    """Re-authorize a Gmail account: the consent flow in a browser, or a refresh token on stdin.
 
-    An account in auth_failed comes back: idle, due now, its error cleared.
+    The consent flow prints (and opens) Google's consent page for the account, waits for the
+    redirect to a loopback port, and exchanges the code for a refresh token. The old tokens are
+    replaced, and an account in auth_failed comes back: idle, due now, its error cleared.
     """
-    if not refresh_token_stdin:
-        raise BadInput("--refresh-token-stdin is required: the new token comes from stdin")
     with operator(mongodb_url) as ops:
         cipher = ops.cipher()
         account = ops.store.account(user_uuid)
@@ -224,8 +234,22 @@ def authorize(
         provider = str(account.get("provider") or Provider.gmail_oauth.value)
         if provider not in GMAIL_PROVIDERS:
             raise BadInput(f"{user_uuid} is an {provider} account: it has no refresh token")
-        ops.store.save_oauth(user_uuid, _oauth(cipher.encrypt(_secret("refresh token"))))
+        if refresh_token_stdin:
+            refresh_token = _secret("refresh token")
+        else:
+            refresh_token = _consent(ops.settings, str(account.get("email")), no_browser, timeout)
+        ops.store.save_oauth(user_uuid, _oauth(cipher.encrypt(refresh_token)))
         revived = ops.store.reauthorize(user_uuid, time.time())
     typer.echo(
         f"authorized {user_uuid}" + (": it was auth_failed and is due now" if revived else "")
     )
+
+
+def _consent(settings: Settings, email: str, no_browser: bool, timeout: float) -> str:
+    """A refresh token for `email` from the installed-app consent flow."""
+    with LoopbackRedirect() as redirect:
+        consent = Consent(settings, redirect.uri, login_hint=email)
+        typer.echo(f"Open this page signed in as {email}, and allow access:\n{consent.url}")
+        if not no_browser:
+            webbrowser.open(consent.url)
+        return consent.refresh_token(redirect.wait(timeout))

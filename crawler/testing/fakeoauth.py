@@ -1,4 +1,5 @@
-"""A stand-in for Google's OAuth2 token endpoint: the refresh-token grant, over HTTP on loopback.
+"""A stand-in for Google's OAuth2 endpoints over HTTP on loopback: the refresh-token grant, and
+the installed-app consent flow (a consent page that answers at once, and the code exchange).
 
 `POST /token` takes a form (`grant_type=refresh_token`, `refresh_token`, `client_id`,
 `client_secret`) and answers as https://oauth2.googleapis.com/token does, in JSON:
@@ -18,6 +19,14 @@
 | another method on `/token` | 405 | `invalid_request`, with `Allow: POST` |
 | a POST after `fail_next(n, status)` | that 5xx | `internal_failure` |
 
+The consent flow: `GET /auth` with Google's query (`client_id`, a loopback `redirect_uri`,
+`response_type=code`, the mail `scope`, `state`, a PKCE `code_challenge` with
+`code_challenge_method=S256`, `login_hint`) consents at once as the `login_hint` account (or
+`consent_as`) and redirects (302) to `redirect_uri?state=...&code=...&scope=...`, or with
+`error=access_denied` when `consent` is False. `POST /token` with
+`grant_type=authorization_code`, that `code` (once), the same `redirect_uri` and the
+`code_verifier` answers a new refresh token (granted for that account) and an access token.
+
 The error texts down to `invalid_grant` are Google's, as its clients have reported them; the rest
 are this fake's own. The refresh token is not repeated in the answer. Access tokens come from
 `crawler.testing.tokens`, signed with `token_secret`: the fake Gmail verifies them with the same
@@ -36,14 +45,19 @@ For tests: `latency` delays every answer, `fail_next(n)` answers the next n POST
       "grants": {"<refresh token>": "<email>"},
       "revoked": ["<refresh token>"],
       "token_secret": "<shared with the fake Gmail>",
-      "expires_in": 3599
+      "expires_in": 3599,
+      "consent_as": "<email that consents when the request has no login_hint>"
     }
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import ipaddress
 import json
 import logging
+import secrets
 import signal
 import threading
 import time
@@ -68,6 +82,7 @@ DEFAULT_CLIENT_SECRET = "fake-client-secret"  # noqa: S105  # a fake's well-know
 DEFAULT_EXPIRES_IN = 3599
 SCOPE = "https://mail.google.com/"
 PATH = "/token"
+CONSENT_PATH = "/auth"
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 32
@@ -141,6 +156,29 @@ class TokenRequest:
     refresh_token: str | None
 
 
+@dataclass(frozen=True)
+class PendingCode:
+    """An authorization code given out by the consent page, not yet exchanged."""
+
+    email: str
+    redirect_uri: str
+    code_challenge: str
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 code challenge of a PKCE code verifier (RFC 7636)."""
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def _loopback_http(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        return parts.scheme == "http" and ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return parts.scheme == "http" and parts.hostname == "localhost"
+
+
 class EndpointConfig(BaseModel):
     """The JSON file `serve` reads; see the module docstring."""
 
@@ -152,6 +190,7 @@ class EndpointConfig(BaseModel):
     revoked: list[str] = Field(default_factory=list)
     token_secret: str = tokens.DEFAULT_SECRET
     expires_in: int = Field(default=DEFAULT_EXPIRES_IN, ge=0)
+    consent_as: str | None = None
 
     @classmethod
     def load(cls, path: Path) -> EndpointConfig:
@@ -200,7 +239,7 @@ def read_form(headers: Message, read: Callable[[int], bytes]) -> dict[str, str]:
 
 def _check_grant_type(form: Mapping[str, str]) -> Answer | None:
     grant_type = form.get("grant_type", "")
-    if grant_type == "refresh_token":
+    if grant_type in {"refresh_token", "authorization_code"}:
         return None
     # Google's endpoint answers a missing grant_type as an unsupported empty one.
     return refusal(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
@@ -218,8 +257,11 @@ class FakeTokenEndpoint:
         client_secret: str = DEFAULT_CLIENT_SECRET,
         token_secret: str = tokens.DEFAULT_SECRET,
         expires_in: int = DEFAULT_EXPIRES_IN,
+        consent_as: str | None = None,
     ) -> None:
         self.client_id = client_id
+        self.consent_as = consent_as
+        self.consent = True  # False: the user clicks "Cancel" on the consent page
         self.client_secret = client_secret
         self.token_secret = token_secret
         self.expires_in = expires_in
@@ -227,6 +269,7 @@ class FakeTokenEndpoint:
         self._address = (host, port)
         self._lock = threading.Lock()
         self._grants: dict[str, str] = {}
+        self._codes: dict[str, PendingCode] = {}
         self._revoked: set[str] = set()
         self._failures: deque[int] = deque()  # statuses of the next injected failures
         self._total = 0
@@ -246,6 +289,7 @@ class FakeTokenEndpoint:
             client_secret=config.client_secret,
             token_secret=config.token_secret,
             expires_in=config.expires_in,
+            consent_as=config.consent_as,
         )
         for refresh_token, email in config.grants.items():
             endpoint.add_grant(refresh_token, email)
@@ -265,6 +309,11 @@ class FakeTokenEndpoint:
     def url(self) -> str:
         """The token URL, for CRAWLER_OAUTH_TOKEN_URL."""
         return f"http://{self._address[0]}:{self.port}{PATH}"
+
+    @property
+    def consent_url(self) -> str:
+        """The consent page URL, for CRAWLER_OAUTH_AUTH_URL."""
+        return f"http://{self._address[0]}:{self.port}{CONSENT_PATH}"
 
     def start(self) -> None:
         """Listen, and answer every connection from a daemon thread of its own."""
@@ -345,6 +394,9 @@ class FakeTokenEndpoint:
         return answer
 
     def _decide(self, request: Request) -> Answer:
+        path, _, query = request.path.partition("?")
+        if path == CONSENT_PATH and request.method == "GET":
+            return self._consent(dict(urllib.parse.parse_qsl(query)))
         if request.path != PATH:
             return NOT_FOUND
         if request.method != "POST":
@@ -377,7 +429,34 @@ class FakeTokenEndpoint:
             return refusal(401, "invalid_client", "Unauthorized")
         return None
 
+    def _consent(self, query: Mapping[str, str]) -> Answer:
+        if query.get("client_id") != self.client_id:
+            return refusal(401, "invalid_client", "The OAuth client was not found.")
+        redirect_uri = query.get("redirect_uri", "")
+        if not _loopback_http(redirect_uri):
+            return refusal(400, "invalid_request", "redirect_uri must be a loopback http URL.")
+        challenge = query.get("code_challenge", "")
+        if query.get("code_challenge_method") != "S256" or not challenge:
+            return refusal(400, "invalid_request", "A PKCE S256 code_challenge is required.")
+        email = query.get("login_hint") or self.consent_as
+        answer: dict[str, str] = {"state": query.get("state", "")}
+        if query.get("response_type") != "code":
+            answer["error"] = "unsupported_response_type"
+        elif SCOPE not in query.get("scope", "").split():
+            answer["error"] = "invalid_scope"
+        elif not self.consent or email is None:
+            answer["error"] = "access_denied"
+        else:
+            code = secrets.token_urlsafe(24)
+            with self._lock:
+                self._codes[code] = PendingCode(email, redirect_uri, challenge)
+            answer |= {"code": code, "scope": SCOPE}
+        location = f"{redirect_uri}?{urllib.parse.urlencode(answer)}"
+        return Answer(302, {}, (("Location", location),))
+
     def _grant(self, form: Mapping[str, str]) -> Answer:
+        if form.get("grant_type") == "authorization_code":
+            return self._exchange(form)
         refresh_token = form.get("refresh_token", "")
         if not refresh_token:
             return refusal(400, "invalid_request", "Missing required parameter: refresh_token")
@@ -390,6 +469,29 @@ class FakeTokenEndpoint:
         body = {
             "access_token": access_token,
             "expires_in": expires_in,
+            "scope": SCOPE,
+            "token_type": "Bearer",
+        }
+        return Answer(200, body)
+
+    def _exchange(self, form: Mapping[str, str]) -> Answer:
+        with self._lock:
+            pending = self._codes.pop(form.get("code", ""), None)  # a code works once
+        if pending is None:
+            return refusal(400, "invalid_grant", "Malformed auth code.")
+        if form.get("redirect_uri") != pending.redirect_uri:
+            return refusal(400, "redirect_uri_mismatch", "Bad Request")
+        if pkce_challenge(form.get("code_verifier", "")) != pending.code_challenge:
+            return refusal(400, "invalid_grant", "Invalid code verifier.")
+        refresh_token = f"1//fake-{secrets.token_urlsafe(24)}"
+        self.add_grant(refresh_token, pending.email)
+        with self._lock:
+            expires_in = self.expires_in
+        access_token = tokens.issue(pending.email, time.time() + expires_in, self.token_secret)
+        body = {
+            "access_token": access_token,
+            "expires_in": expires_in,
+            "refresh_token": refresh_token,
             "scope": SCOPE,
             "token_type": "Bearer",
         }

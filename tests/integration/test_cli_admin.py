@@ -19,6 +19,7 @@ from typing import Any
 import pymongo
 import pytest
 import redis
+import requests
 import typer
 from bson import ObjectId
 from cryptography.fernet import Fernet
@@ -93,6 +94,18 @@ class Admin:
             timeout=30,
             check=False,
         )
+
+    def iterator(
+        self, gmail: FakeGmail, oauth: FakeTokenEndpoint, server: redis.Redis
+    ) -> CrawlIterator:
+        """A CrawlIterator over what the CLI stored, crawling `gmail` with tokens from `oauth`."""
+        settings = self.settings(
+            imap_port=gmail.port,
+            oauth_token_url=oauth.url,
+            oauth_client_id=DEFAULT_CLIENT_ID,
+            oauth_client_secret=DEFAULT_CLIENT_SECRET,
+        )
+        return CrawlIterator(self.db, settings=settings, redis_client=server)
 
     def settings(self, **fields: Any) -> Settings:
         """Settings for a crawl of what the CLI stored."""
@@ -288,11 +301,11 @@ def test_authorize_refuses_an_unknown_or_password_account(admin: Admin) -> None:
 
     unknown = admin.run("accounts authorize nobody --refresh-token-stdin", stdin="t")
     password = admin.run("accounts authorize b --refresh-token-stdin", stdin="t")
-    no_flag = admin.run("accounts authorize b", stdin="t")
+    no_flag = admin.run("accounts authorize b --no-browser", stdin="t")
 
     assert unknown.exit_code == 1 and "no account" in error_line(unknown.stderr)
     assert password.exit_code == 2 and "no refresh token" in error_line(password.stderr)
-    assert no_flag.exit_code == 2 and "--refresh-token-stdin" in error_line(no_flag.stderr)
+    assert no_flag.exit_code == 2 and "no refresh token" in error_line(no_flag.stderr)
     assert "oauth" not in admin.db.accounts.find_one({"user_uuid": "b"})
 
 
@@ -310,13 +323,7 @@ def test_a_gmail_account_added_and_reauthorized_by_the_cli_is_crawled(
         added = admin.process(ADD_GMAIL.format(user="alice"), stdin="refresh-old\n")
         assert added.returncode == 0, added.stderr
         assert admin.run("rules add --user-uuid alice --filename *.pdf").exit_code == 0
-        settings = admin.settings(
-            imap_port=fake_gmail.port,
-            oauth_token_url=oauth.url,
-            oauth_client_id=DEFAULT_CLIENT_ID,
-            oauth_client_secret=DEFAULT_CLIENT_SECRET,
-        )
-        iterator = CrawlIterator(admin.db, settings=settings, redis_client=redis_server)
+        iterator = admin.iterator(fake_gmail, oauth, redis_server)
 
         assert iterator.iterate().outcomes == {"alice": "auth_failed"}
         oauth.add_grant("refresh-new", "alice@example.com")
@@ -329,6 +336,64 @@ def test_a_gmail_account_added_and_reauthorized_by_the_cli_is_crawled(
     listed = json.loads(admin.run("attachments list --user-uuid alice --json").stdout)
     assert [(row["filename"], row["size"]) for row in listed] == [("q3.pdf", 11)]
     assert oauth.refresh_count("refresh-new") == 1
+
+
+def consent_in_browser(admin: Admin, oauth: FakeTokenEndpoint, user: str) -> tuple[int, str]:
+    """`accounts authorize` with the consent flow; the test plays the browser. (exit, stderr)"""
+    env = os.environ | admin.env
+    env |= {
+        "CRAWLER_OAUTH_AUTH_URL": oauth.consent_url,
+        "CRAWLER_OAUTH_TOKEN_URL": oauth.url,
+        "CRAWLER_OAUTH_CLIENT_ID": DEFAULT_CLIENT_ID,
+        "CRAWLER_OAUTH_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    }
+    with subprocess.Popen(
+        [sys.executable, "-c", ENTRY, "accounts", "authorize", user, "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=admin.cwd,
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        url = next(line for line in process.stdout if line.startswith("http")).strip()
+        page = requests.get(url, timeout=10)  # the consent page redirects to the listener
+        assert (page.status_code, "close this window" in page.text) == (200, page.ok)
+        stderr = process.stderr.read()
+        return process.wait(timeout=30), stderr
+
+
+def test_authorize_runs_the_consent_flow_with_a_loopback_redirect(
+    admin: Admin, fake_gmail: FakeGmail, redis_server: redis.Redis
+) -> None:
+    with FakeTokenEndpoint() as oauth:
+        fake_gmail.add_account("carol@example.com").add_message(
+            build_message(attachments={"plan.pdf": b"%PDF-1.4 plan"})
+        )
+        assert admin.run(ADD_GMAIL.format(user="carol"), stdin="revoked\n").exit_code == 0
+        assert admin.run("rules add --user-uuid carol").exit_code == 0
+
+        assert consent_in_browser(admin, oauth, "carol") == (0, "")
+
+        iterator = admin.iterator(fake_gmail, oauth, redis_server)
+        assert iterator.iterate().outcomes == {"carol": "idle"}
+        [consent, exchange, refresh] = oauth.requests
+        assert (consent.method, consent.path.partition("?")[0]) == ("GET", "/auth")
+        assert (exchange.grant_type, refresh.grant_type) == ("authorization_code", "refresh_token")
+    stored = admin.db.accounts.find_one({"user_uuid": "carol"})["oauth"]["refresh_token"]
+    assert cipher().decrypt(stored, "refresh_token").startswith("1//fake-")
+
+
+def test_a_refused_consent_changes_nothing_and_says_why(admin: Admin) -> None:
+    with FakeTokenEndpoint() as oauth:
+        assert admin.run(ADD_GMAIL.format(user="dan"), stdin="old-token\n").exit_code == 0
+        oauth.consent = False
+
+        code, stderr = consent_in_browser(admin, oauth, "dan")
+
+    assert code == 1 and "consent was not given: access_denied" in error_line(stderr)
+    stored = admin.db.accounts.find_one({"user_uuid": "dan"})["oauth"]["refresh_token"]
+    assert cipher().decrypt(stored, "refresh_token") == "old-token"
 
 
 def test_an_imap_account_added_by_the_cli_is_crawled_on_dovecot(

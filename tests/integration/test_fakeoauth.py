@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,11 +22,14 @@ from requests_oauthlib import OAuth2Session
 
 from crawler.testing import tokens
 from crawler.testing.fakeoauth import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
     SCOPE,
     EndpointConfig,
     FakeTokenEndpoint,
     MalformedRequest,
     parse_form,
+    pkce_challenge,
 )
 
 pytestmark = pytest.mark.integration
@@ -404,3 +408,106 @@ def test_a_bad_config_names_its_file(tmp_path: Path, text: str) -> None:
 
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "fake-oauth.json"))):
         EndpointConfig.load(config)
+
+
+# -- the consent flow ---------------------------------------------------------------------
+
+REDIRECT = "http://127.0.0.1:9/cb"
+VERIFIER = "v" * 64
+
+
+def consent(endpoint: FakeTokenEndpoint, **changes: str | None) -> requests.Response:
+    query = {
+        "client_id": DEFAULT_CLIENT_ID,
+        "redirect_uri": REDIRECT,
+        "response_type": "code",
+        "scope": "https://mail.google.com/",
+        "state": "s1",
+        "code_challenge": pkce_challenge(VERIFIER),
+        "code_challenge_method": "S256",
+        "login_hint": "alice@example.com",
+    }
+    query = {k: v for k, v in (query | changes).items() if v is not None}
+    return requests.get(endpoint.consent_url, params=query, allow_redirects=False, timeout=5)
+
+
+def redirected(answer: requests.Response) -> dict[str, str]:
+    assert answer.status_code == 302
+    location = answer.headers["Location"]
+    assert location.startswith(REDIRECT + "?")
+    return dict(urllib.parse.parse_qsl(location.partition("?")[2]))
+
+
+def exchange(endpoint: FakeTokenEndpoint, code: str, **changes: str) -> requests.Response:
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "code_verifier": VERIFIER,
+        "client_id": DEFAULT_CLIENT_ID,
+        "client_secret": DEFAULT_CLIENT_SECRET,
+    }
+    return requests.post(endpoint.url, data=form | changes, timeout=5)
+
+
+def test_consent_then_exchange_grants_a_working_refresh_token(endpoint: FakeTokenEndpoint) -> None:
+    query = redirected(consent(endpoint))
+    assert query["state"] == "s1" and query["scope"] == "https://mail.google.com/"
+
+    answer = exchange(endpoint, query["code"])
+    assert answer.status_code == 200, answer.text
+    token = answer.json()
+    assert tokens.verify(token["access_token"], time.time()) == "alice@example.com"
+    assert refresh(endpoint, refresh_token=token["refresh_token"]).status_code == 200
+    assert exchange(endpoint, query["code"]).json()["error"] == "invalid_grant"  # used once
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"response_type": "token"}, "unsupported_response_type"),
+        ({"scope": "email"}, "invalid_scope"),
+        ({"login_hint": None}, "access_denied"),  # nobody to consent as
+    ],
+)
+def test_consent_refusals_redirect_with_the_error(
+    endpoint: FakeTokenEndpoint, changes: dict[str, str | None], error: str
+) -> None:
+    assert redirected(consent(endpoint, **changes)) == {"state": "s1", "error": error}
+
+
+@pytest.mark.parametrize(
+    ("changes", "status"),
+    [
+        ({"client_id": "other"}, 401),
+        ({"redirect_uri": "http://attacker.example/cb"}, 400),
+        ({"redirect_uri": "https://127.0.0.1/cb"}, 400),
+        ({"code_challenge_method": "plain"}, 400),
+        ({"code_challenge": None}, 400),
+    ],
+)
+def test_a_bad_consent_request_is_not_redirected(
+    endpoint: FakeTokenEndpoint, changes: dict[str, str | None], status: int
+) -> None:
+    answer = consent(endpoint, **changes)
+    assert answer.status_code == status and "Location" not in answer.headers
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"code_verifier": "w" * 64}, "invalid_grant"),
+        ({"redirect_uri": "http://127.0.0.1:9/other"}, "redirect_uri_mismatch"),
+        ({"client_secret": "wrong"}, "invalid_client"),
+    ],
+)
+def test_an_exchange_must_match_its_consent(
+    endpoint: FakeTokenEndpoint, changes: dict[str, str], error: str
+) -> None:
+    code = redirected(consent(endpoint))["code"]
+    assert exchange(endpoint, code, **changes).json()["error"] == error
+
+
+def test_the_user_can_refuse_consent(endpoint: FakeTokenEndpoint) -> None:
+    endpoint.consent = False
+    assert redirected(consent(endpoint))["error"] == "access_denied"

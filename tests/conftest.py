@@ -8,9 +8,16 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+from hypothesis import settings
+
+# Timing is the machine's business, not a property: no per-example deadline. CI explores the
+# same examples every run, so that a red run is reproducible; locally each run explores anew.
+settings.register_profile("crawler", deadline=None, print_blob=True)
+settings.register_profile("ci", parent=settings.get_profile("crawler"), derandomize=True)
 
 REDIS_URL = os.environ.get("CRAWLER_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+settings.load_profile("ci" if IN_CI else "crawler")
 
 
 def require(available: bool, what: str) -> None:

@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 from imapclient import exceptions as imap_errors
 from imapclient import imap_utf7
+from imapclient.imapclient import _literal as ImapLiteral  # "send as a literal": no public name
 from imapclient.response_types import Envelope
 
 from crawler.errors import (
     AccountUnavailable,
+    BadAccount,
     BadRule,
     CrawlerError,
     ProtocolError,
@@ -29,7 +31,9 @@ from crawler.errors import (
 from crawler.gmail.wire import TappedIMAPClient, WireTap
 
 T = TypeVar("T")
-_UNSAFE_QUERY = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# RFC 3501 ATOM-CHAR: printable ASCII but the atom-specials `(){%*"\]` and space.
+_ATOM = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 METADATA_ITEMS = ("ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE")
 GMAIL_ITEMS = ("X-GM-MSGID", "X-GM-THRID", "X-GM-LABELS")
 
@@ -91,7 +95,13 @@ class ImapSession:
 
     def login(self, user: str, password: str) -> None:
         """LOGIN with an app password (generic IMAP accounts)."""
-        self._call("login", lambda: self.client.login(user, password))
+        if _CONTROL.search(user) or _CONTROL.search(password):
+            # A line break would end LOGIN early and make the rest a command of its own.
+            raise BadAccount("the IMAP user name or password contains a control character")
+        # imaplib quotes the password but sends the user name as is, where a space or `{5}`
+        # would be IMAP syntax: quote it here.
+        quoted = '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        self._call("login", lambda: self.client.login(quoted, password))
 
     def require(self, capability: str) -> None:
         """ProtocolError unless the server announced `capability`."""
@@ -128,11 +138,11 @@ class ImapSession:
 
     def search(self, gmail_query: str | None, above_uid: int) -> list[int]:
         """UIDs above `above_uid` that the X-GM-RAW query finds (every UID when None)."""
-        criteria: list[str] = ["UID", f"{above_uid + 1}:*"]
+        criteria: list[str | bytes] = ["UID", f"{above_uid + 1}:*"]
         if gmail_query is not None:
-            if _UNSAFE_QUERY.search(gmail_query):
+            if _CONTROL.search(gmail_query):
                 raise BadRule("query contains a control character")
-            criteria += ["X-GM-RAW", gmail_query]
+            criteria += ["X-GM-RAW", _astring(gmail_query)]
         found = self._call(
             "search", lambda: self.client.search(criteria, charset="UTF-8" if gmail_query else None)
         )
@@ -184,6 +194,17 @@ class ImapSession:
         kind = self.tap.signal or default
         detail = self.tap.signal_line or f"{type(error).__name__}: {str(error)[:200]}"
         return kind(f"{operation}: {detail}")
+
+
+def _astring(value: str) -> str | bytes:
+    """`value` as one IMAP argument whose every byte is data.
+
+    IMAPClient quotes a string only when it has a space, quote or backslash, and sends any other
+    as a bare atom, where `{5}` would announce a literal and `(a)` open a list. So only a true
+    atom goes as is; anything else is marked a literal, which IMAPClient sends as a quoted
+    string (when it has a space, quote or backslash) or as a literal.
+    """
+    return value if _ATOM.fullmatch(value) else ImapLiteral(value.encode())
 
 
 def _meta(uid: int, data: dict[bytes, Any]) -> MessageMeta:

@@ -14,7 +14,7 @@ from typing import Any
 
 from imapclient import IMAPClient, imap4, tls
 
-from crawler.errors import CrawlerError, Throttled
+from crawler.errors import CrawlerError, ProtocolError, Throttled
 from crawler.gmail.classify import classify
 
 
@@ -44,6 +44,11 @@ class WireTap:
             # What the server wrote before closing (e.g. `* BYE [OVERQUOTA]`) ended up here.
             for raw in data.splitlines()[-3:]:
                 self._classify(raw)
+
+    def refuse(self, reason: str) -> None:
+        """The client refuses what the server sent: a ProtocolError, not worth a retry."""
+        if self.signal is None:
+            self.signal, self.signal_line = ProtocolError, reason
 
     def reset_signal(self) -> None:
         """Forget the last error signal (before a new operation)."""
@@ -76,7 +81,9 @@ class _Tapped:
 
     def read(self, size: int) -> bytes:
         if size > self.tap.max_literal:
-            raise imaplib.IMAP4.abort(f"literal of {size} bytes is over the limit")
+            reason = f"a literal of {size} bytes is over the limit of {self.tap.max_literal}"
+            self.tap.refuse(reason)  # the same answer would come again: no retry
+            raise imaplib.IMAP4.abort(reason)  # the connection is out of step: drop it
         data: bytes = super().read(size)  # type: ignore[misc]  # imaplib is untyped here
         self.tap.literal(data, size)
         return data

@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         "CRAWLER_MAX_ATTACHMENT_SIZE", 50 * 2**20, "larger attachments are skipped and recorded"
     )
     max_queries: int = _env("CRAWLER_MAX_QUERIES", 20, "distinct rule queries searched per account")
+    max_crawl_time: float = _env(
+        "CRAWLER_MAX_CRAWL_TIME",
+        1800.0,
+        "a crawl running this long stops after its batch and resumes on a later pass",
+        ge=0.1,
+    )
     imap_timeout: float = _env("CRAWLER_IMAP_TIMEOUT", 60.0, "IMAP socket timeout, seconds")
     retry_attempts: int = _env(
         "CRAWLER_RETRY_ATTEMPTS", 3, "attempts at a crawl that hits transient errors", ge=1

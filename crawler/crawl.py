@@ -89,6 +89,7 @@ class GmailCrawler:
         self.clock = clock
         self.should_stop = should_stop
         self.result = CrawlResult()
+        self.started = time.monotonic()
 
     def crawl(self) -> CrawlResult:
         """Run one crawl of the account."""
@@ -98,6 +99,8 @@ class GmailCrawler:
             mailbox = session.examine(self._folder(session))
             self._check_uidvalidity(mailbox)
             if self.queue.drained():
+                # A crawl that stopped right after its last batch left the cursor behind.
+                self._advance_cursor()
                 self._search(session, mailbox)
             self._drain(session)
             self._advance_cursor()
@@ -126,7 +129,12 @@ class GmailCrawler:
         imap = self.account.get("imap")
         if not isinstance(imap, Mapping) or not isinstance(imap.get("host"), str):
             raise BadAccount("imap.host is missing for an imap_password account")
-        return str(imap["host"]), int(imap.get("port", 993)), bool(imap.get("tls", True))
+        port, tls = imap.get("port", 993), imap.get("tls", True)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise BadAccount(f"imap.port must be a port number, not {port!r:.40}")
+        if not isinstance(tls, bool):
+            raise BadAccount(f"imap.tls must be true or false, not {tls!r:.40}")
+        return str(imap["host"]), port, tls
 
     def _authenticate(self, session: ImapSession) -> None:
         email = self.account.get("email")
@@ -227,7 +235,7 @@ class GmailCrawler:
         return [rule.id for rule in self.tester.rules]
 
     def _advance_cursor(self) -> None:
-        if not self.queue.drained():
+        if self.status.get("pending_uid") is None or not self.queue.drained():
             return
         fields = {
             "last_uid": max(
@@ -237,6 +245,8 @@ class GmailCrawler:
                 self.status.get("pending_rules") or self.status.get("rules_seen") or []
             ),
         }
+        fields |= {"pending_uid": None, "pending_rules": None}
+        self.status.update(fields)
         self.store.update_status(self.user_uuid, fields)
 
     def _rule_errors(self, rule_ids: Sequence[str], reason: str) -> None:
@@ -265,6 +275,9 @@ class GmailCrawler:
                 raise Throttled("Gmail replied [THROTTLED]")
             if self.should_stop():
                 raise Interrupted("the worker is shutting down")
+            if time.monotonic() - self.started > self.settings.max_crawl_time:
+                # The queue keeps the rest; other due accounts get their turn first.
+                raise Interrupted("the crawl ran for CRAWLER_MAX_CRAWL_TIME; it resumes next pass")
 
     def _record_progress(self, before: CrawlResult) -> None:
         """Add the batch's counts to `crawl_status.totals`, so progress survives any stop."""

@@ -150,9 +150,15 @@ class CrawlIterator:
         if not lease.acquire():
             return "skipped"
         try:
+            # `status` was read before the lease: another worker may have crawled the account
+            # since, and left it throttled, auth_failed or simply done. Only the status read
+            # under the lease says whether it is still due, and where its cursor is.
+            current = self.store.status_of(user_uuid)
+            if current is None or not _due(current, self.clock()):
+                return "skipped"
             queue = UidQueue(self.redis, self.keys, user_uuid, lease)
             queue.requeue_inflight()
-            return self._run(user_uuid, status, queue)
+            return self._run(user_uuid, current, queue)
         finally:
             lease.release()
 
@@ -209,6 +215,8 @@ class CrawlIterator:
     def _crawler(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> Any:
         account = self.store.account(user_uuid) or {"user_uuid": user_uuid}
         provider = account.get("provider") or "gmail_oauth"
+        if not isinstance(provider, str):
+            raise BadAccount(f"provider must be a name, not {provider!r:.40}")
         crawler_class = self.crawler_map.get(provider)
         if crawler_class is None:
             raise BadAccount(f"provider {provider!r} has no crawler")
@@ -249,14 +257,19 @@ class CrawlIterator:
         if isinstance(error, Interrupted):
             return self._finish_interrupted(user_uuid)
         if isinstance(error, AuthFailed):
+            if isinstance(error, AuthRevoked):  # once: the account is not crawled again
+                self._report(user_uuid, error)
             return self._finish_auth_failed(user_uuid, error)
         if not isinstance(error, CrawlerError):
             log.exception("crawl of %s failed", user_uuid, extra={"user_uuid": user_uuid})
         if not isinstance(error, BadInput):
-            shard = f"{self.client_id}/{self.client_count}"
-            context = {"user_uuid": user_uuid, "worker": self.worker_id, "shard": shard}
-            airbrake.report(error, {**context, "component": "worker"})
+            self._report(user_uuid, error)
         return self._finish_error(user_uuid, error, status)
+
+    def _report(self, user_uuid: str, error: Exception) -> None:
+        shard = f"{self.client_id}/{self.client_count}"
+        context = {"user_uuid": user_uuid, "worker": self.worker_id, "shard": shard}
+        airbrake.report(error, {**context, "component": "worker"})
 
     def _finish_ok(self, user_uuid: str) -> str:
         now = self.clock()
@@ -329,7 +342,14 @@ class CrawlIterator:
         return "error"
 
 
+def _due(status: Mapping[str, Any], now: float) -> bool:
+    """Whether a crawl_status is due by `now` (None: only re-authorizing makes it due)."""
+    next_crawl_at = status.get("next_crawl_at")
+    return isinstance(next_crawl_at, int | float) and next_crawl_at <= now
+
+
 def _record_error(error: Exception, now: float) -> dict[str, Any]:
     """Count the error by class; the `last_error` document for it."""
     metrics.ERRORS.labels(type(error).__name__).inc()
-    return {"type": type(error).__name__, "message": str(error)[:500], "at": now}
+    message = airbrake.scrub_text(str(error))[:500]  # an error's text may quote a secret
+    return {"type": type(error).__name__, "message": message, "at": now}

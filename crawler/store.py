@@ -274,6 +274,12 @@ class Store:
         cursor = self.status.find({"state": {"$in": states}}, {"failed_uids": 0})
         return list(cursor.sort(sort).limit(limit))
 
+    def rule_errors(self, limit: int) -> list[Document]:
+        """Statuses whose account has rules that cannot be used (`rule_errors` not empty)."""
+        found = {"rule_errors": {"$exists": True, "$nin": [{}, None]}}
+        cursor = self.status.find(found, {"user_uuid": 1, "rule_errors": 1, "_id": 0})
+        return list(cursor.sort([("user_uuid", 1)]).limit(limit))
+
     def crawl_totals(self) -> dict[str, int]:
         """Messages, attachments and bytes crawled, summed over all accounts."""
         fields = ("messages", "attachments", "bytes")

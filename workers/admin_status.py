@@ -59,6 +59,7 @@ class Report:
     accounts_by_state: dict[str, int]
     throttled: list[dict[str, Any]]
     failing: list[dict[str, Any]]
+    rule_errors: list[tuple[str, str, str]]  # (user_uuid, rule id, reason)
     queues: list[QueueRow]
     totals: dict[str, int]
 
@@ -106,6 +107,11 @@ def gather(ops: Operator, now: float, limit: int) -> Report:
         accounts_by_state={state: counts.get(state, 0) for state in STATES} | counts,
         throttled=[_throttle(document) for document in throttled],
         failing=[_failure(document) for document in failing],
+        rule_errors=[
+            (str(document.get("user_uuid")), str(rule_id), str(reason))
+            for document in ops.store.rule_errors(limit)
+            for rule_id, reason in sorted(dict(document["rule_errors"]).items())
+        ][:limit],
         queues=queues[:limit],
         totals=totals,
     )
@@ -177,6 +183,7 @@ def show(report: Report) -> None:
         table("Accounts by state", states.keys(), [states.values()]),
         _throttled_table(report),
         _failing_table(report),
+        table("Rules that cannot be used", ("user", "rule", "reason"), report.rule_errors),
         table("Queues", columns, queues),
         table("Totals", report.totals.keys(), [report.totals.values()]),
     ):

@@ -151,3 +151,19 @@ def test_login_refusals(mailbox: World, kind: FaultKind, state: str, error: str)
     assert mailbox.iterate().outcomes == {"u1": state}
     assert mailbox.status("u1")["last_error"]["type"] == error
     assert mailbox.gmail.ledger.sessions_opened == 1  # none of these is retried at once
+
+
+def test_a_crawl_past_its_time_limit_yields_and_resumes(mailbox: World) -> None:
+    mailbox.gmail.account(EMAIL).faults.latency = 0.1
+    settings = mailbox.settings.model_copy(update={"fetch_batch": 1, "max_crawl_time": 0.3})
+
+    first = mailbox.iterate(settings=settings).outcomes
+    status = mailbox.status("u1")
+
+    assert first == {"u1": "interrupted"}
+    assert (status["state"], status["next_crawl_at"]) == ("idle", mailbox.now)  # due at once
+    assert 0 < len(saved(mailbox)) < len(EXPECTED)
+    while mailbox.iterate(settings=settings).outcomes == {"u1": "interrupted"}:
+        pass
+    assert saved(mailbox) == EXPECTED
+    assert mailbox.status("u1")["state"] == "idle"

@@ -175,11 +175,6 @@ def test_a_malformed_account_fails_alone_with_a_clear_error_in_status_and_the_cl
     ],
     ids=["provider-not-a-string", "port-not-a-number"],
 )
-@pytest.mark.xfail(
-    reason="gap: crawler/iterate.py and crawler/crawl.py read these fields unchecked, so the "
-    "account fails as a TypeError/ValueError (reported as a bug) instead of a BadAccount",
-    strict=True,
-)
 def test_fields_of_the_wrong_type_are_a_bad_account(
     shared_world: World, fields: dict[str, Any]
 ) -> None:
@@ -235,11 +230,6 @@ def test_malformed_rules_fail_alone_and_the_account_crawls_on(shared_world: Worl
     assert [doc["filename"] for doc in shared_world.stored("mixed").values()] == ["keep.pdf"]
 
 
-@pytest.mark.xfail(
-    reason="gap: `crawler status` lists only accounts in error; the rule errors of an account "
-    "that crawls on are in crawl_status.rule_errors alone (workers/admin_status.py)",
-    strict=True,
-)
 def test_crawler_status_names_the_malformed_rules_of_a_healthy_account(
     shared_world: World,
 ) -> None:

@@ -1,7 +1,8 @@
 """`crawler monitor`: makes sure every crawl completes, even when its worker dies.
 
 Every interval one monitor of the fleet (a `SET NX EX` lock) moves the in-flight UIDs of
-accounts whose lease expired back to their queues and marks those accounts due at once, drops
+accounts whose lease expired back to their queues and marks those accounts whose crawl died
+mid-way due at once (a throttled account keeps its backoff), drops
 dead workers from the membership, and reports crawls that stalled (once each).
 """
 
@@ -79,7 +80,12 @@ class Monitor:
             moved = requeue_abandoned(self.redis, self.keys, user_uuid)
             if moved:
                 result.requeued[user_uuid] = moved
-                self.store.update_status(user_uuid, {"state": "idle", "next_crawl_at": now})
+                # Due at once only if its crawl died mid-way: a crawl that ended throttled
+                # (or failed) with UIDs in flight keeps its backoff.
+                self.store.status.update_one(
+                    {"user_uuid": user_uuid, "state": "crawling"},
+                    {"$set": {"state": "idle", "next_crawl_at": now}},
+                )
         result.stalled = self.store.report_stalled(now - self.settings.stall_after, now)
         for user_uuid in result.stalled:
             stalled = Stalled(f"no progress for {self.settings.stall_after:.0f}s")

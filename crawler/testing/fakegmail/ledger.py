@@ -32,6 +32,8 @@ class SessionSummary:
     lines: tuple[bytes, ...]
     bytes_in: int
     bytes_out: int
+    command_times: tuple[float, ...] = ()
+    """When each of `lines` arrived (monotonic seconds), in the same order."""
 
 
 class SessionRecord:
@@ -46,6 +48,7 @@ class SessionRecord:
         self.ended_at: float | None = None
         self.commands: Counter[str] = Counter()
         self.lines: list[bytes] = []
+        self.command_times: list[float] = []
         self.bytes_in = 0
         self.bytes_out = 0
         self._ledgers: list[Ledger] = []
@@ -68,6 +71,7 @@ class SessionRecord:
         """A command line (literals included) arrived; `name` is None when it did not parse."""
         with _LOCK:
             self.lines.append(raw)
+            self.command_times.append(time.monotonic())
             if name is not None:
                 self.commands[name] += 1
             for ledger in self._ledgers:
@@ -99,6 +103,7 @@ class SessionRecord:
                 lines=tuple(self.lines),
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
+                command_times=tuple(self.command_times),
             )
 
     def _authenticate(self, user: str) -> None:

@@ -32,7 +32,11 @@ class Settings(BaseSettings):
     mongodb_url: str = _env(
         "CRAWLER_MONGODB_URL", "mongodb://127.0.0.1:27017/crawler", "MongoDB URL with database"
     )
-    redis_url: str = _env("CRAWLER_REDIS_URL", "redis://127.0.0.1:6379/0", "Redis URL")
+    redis_url: str = _env(
+        "CRAWLER_REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "Redis URL; `redis+cluster://host:port` for a Redis Cluster",
+    )
     redis_prefix: str = _env("CRAWLER_REDIS_PREFIX", "crawler:", "prefix of every Redis key")
     imap_host: str = _env("CRAWLER_IMAP_HOST", "imap.gmail.com", "Gmail IMAP host")
     imap_port: int = _env("CRAWLER_IMAP_PORT", 993, "Gmail IMAP port")

@@ -2,9 +2,10 @@
 
 Each pass heartbeats, works out the shard (static, or this worker's rank among the live ones,
 recomputed every pass), and crawls the due accounts `concurrency` at a time. Between passes it
-sleeps until the next account is due, or the next heartbeat. The first SIGTERM or SIGINT stops
-claiming work: crawls stop after their current batch, leases are released, exit 0. A second
-signal exits at once; the monitor then recovers what was in flight.
+sleeps until the next account is due, or the next heartbeat; a thread heartbeats every third of
+CRAWLER_HEARTBEAT_TTL meanwhile, so a long pass does not look like a dead worker. The first
+SIGTERM or SIGINT stops claiming work: crawls stop after their current batch, leases are
+released, exit 0. A second signal exits at once; the monitor then recovers what was in flight.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class Worker:
         context = {"component": "worker", "worker": self.worker_id}
         policy = through_outages(self.settings, context)
         failed = False
+        done = threading.Event()
+        beating = threading.Thread(target=self._heartbeats, args=(done,), daemon=True)
+        beating.start()
         try:
             while not self.stopping.is_set():
                 result = guarded(self.run_pass, policy, context)
@@ -72,9 +76,17 @@ class Worker:
         except Exception:  # logged and reported by `guarded`; the process manager restarts us
             return EXIT_FAILED
         finally:
+            done.set()
+            beating.join()
             with suppress(redis.RedisError):
                 self.membership.leave()
         return EXIT_FAILED if once and failed else 0
+
+    def _heartbeats(self, done: threading.Event) -> None:
+        """Heartbeat every third of the TTL, so a long pass does not look like a dead worker."""
+        while not done.wait(self.settings.heartbeat_ttl / 3):
+            with suppress(redis.RedisError):  # an outage is the pass's to ride out
+                self.membership.heartbeat(self.clock())
 
     def run_pass(self) -> PassResult:
         """One pass over the shard as it is now."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -149,3 +150,22 @@ def test_a_worker_whose_store_stays_down_exits_and_reports(
     assert notice["errors"][0]["type"] == "ConnectionError"
     assert notice["context"]["component"] == "worker"
     assert notice["context"]["worker"] == "w1"
+
+
+def test_a_pass_longer_than_the_heartbeat_ttl_keeps_the_worker_alive(
+    redis_server: redis.Redis, redis_prefix: str
+) -> None:
+    process = worker(redis_server, redis_prefix, heartbeat_ttl=1.0)
+    real_pass, seen_alive = process.run_pass, []
+
+    def long_pass() -> Any:
+        result = real_pass()  # heartbeats at its start
+        for _ in range(6):  # then runs for 3 TTLs
+            time.sleep(0.5)
+            seen_alive.append("w1" in process.membership.live(time.time()))
+        return result
+
+    process.run_pass = long_pass  # type: ignore[method-assign]
+
+    assert process.run(once=True) == 0
+    assert seen_alive == [True] * 6

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint format demo clean
+.PHONY: install test lint format demo bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,5 +29,28 @@ format: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crawler demo
 
+# The benchmarks' own Python packages, and (as root, when missing) Debian's Dovecot, isync, mpack.
+BENCH_STAMP := $(VENV)/.installed-bench
+BENCH_DEBS := dovecot-imapd isync mpack
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@missing=$$(for deb in $(BENCH_DEBS); do dpkg-query -W -f '$${Status}\n' $$deb 2>/dev/null \
+		| grep -q 'ok installed' || echo $$deb; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else echo "bench needs: sudo apt-get install $$missing" >&2; exit 1; fi; \
+	fi
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The chaos run (chaos/): bounded by default; CHAOS_ARGS="--long" or "--seed N" to change it.
+.PHONY: chaos
+chaos: $(STAMP)
+	$(BIN)/python -m chaos $(CHAOS_ARGS)

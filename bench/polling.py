@@ -1,0 +1,175 @@
+"""How many accounts one worker re-crawls per minute when nothing is new, by concurrency.
+
+Each account on the fake Gmail (50 ms per command) holds a couple of messages, crawled once
+before the clock starts. A timed pass then re-crawls `per_thread` accounts per thread of
+concurrency: connect, authenticate, find All Mail, EXAMINE (whose UIDNEXT says nothing is new),
+log out. The worker runs in a process of its own (`python -m bench.polling`), as in production;
+the fake Gmail runs in the benchmark's process. Google asks pollers to wait 15 minutes between
+polls, so a worker keeps `rate * 15` accounts on that cadence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import mongomock
+import redis
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+
+from bench.mailbox import Mail
+from config import Settings
+from crawler.iterate import CrawlIterator
+from crawler.oauth import TokenCipher
+from crawler.testing import tokens
+from crawler.testing.fakegmail import Account, FakeGmail
+
+CADENCE_MINUTES = 15
+DOMAIN = "poll.bench.example"
+
+
+@dataclass(frozen=True)
+class Polling:
+    """Re-crawls with no new mail at one concurrency."""
+
+    concurrency: int
+    accounts: int
+    seconds: float
+
+    @property
+    def per_minute(self) -> float:
+        """Accounts re-crawled per minute."""
+        return self.accounts / self.seconds * 60
+
+    @property
+    def kept_on_cadence(self) -> float:
+        """Accounts one worker keeps on a 15-minute polling cadence."""
+        return self.per_minute * CADENCE_MINUTES
+
+
+@dataclass(frozen=True)
+class QuietSession:
+    """What the last re-crawl of each account sent after authenticating."""
+
+    commands_after_auth: int  # the most over all accounts
+    body_fetches: int  # FETCHes of message bodies or parts, over all accounts
+    bytes_per_session: int  # median bytes both ways of one quiet re-crawl, greeting included
+
+
+def measure(
+    gmail: FakeGmail,
+    mails: Sequence[Mail],
+    concurrencies: Sequence[int],
+    per_thread: int,
+    latency: float,
+) -> tuple[list[Polling], QuietSession]:
+    """Fill accounts, run the worker process, read what the re-crawls cost on the wire."""
+    count = max(concurrencies) * per_thread
+    accounts = [
+        gmail.add_account(f"poll-{uuid.uuid4().hex[:8]}-{number}@{DOMAIN}")
+        for number in range(count)
+    ]
+    for account in accounts:
+        for mail in mails:
+            account.add_message(mail.raw, labels=["\\Inbox"], internaldate=mail.date)
+        account.faults.latency = latency
+    command = [
+        sys.executable,
+        "-m",
+        "bench.polling",
+        str(gmail.port),
+        ",".join(map(str, concurrencies)),
+        str(per_thread),
+        *(account.email for account in accounts),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    rates = [Polling(**json.loads(line)) for line in done.stdout.splitlines() if line]
+    return rates, _quiet(accounts)
+
+
+def _quiet(accounts: Sequence[Account]) -> QuietSession:
+    commands, bodies, sizes = [], 0, []
+    for account in accounts:
+        last = account.ledger.sessions[-1]
+        auth = next(i for i, line in enumerate(last.lines) if b" AUTHENTICATE " in line.upper())
+        after = last.lines[auth + 1 :]
+        commands.append(len(after))
+        bodies += sum(b"BODY" in line.upper() for line in after)
+        sizes.append(last.bytes_in + last.bytes_out)
+    return QuietSession(max(commands), bodies, int(statistics.median(sizes)))
+
+
+def _worker(
+    port: int, emails: Sequence[str], concurrencies: Sequence[int], per_thread: int
+) -> None:
+    """The worker's side: one database of the accounts, a warm-up pass, then timed passes."""
+    key = Fernet.generate_key().decode()
+    cipher = TokenCipher(key)
+    prefix = f"bench:{uuid.uuid4().hex}:"
+    settings = Settings(
+        imap_host="127.0.0.1",
+        imap_port=port,
+        imap_tls=False,
+        secret_key=SecretStr(key),
+        redis_prefix=prefix,
+    )
+    server = redis.Redis()
+    db: Any = mongomock.MongoClient()["bench"]
+    users = [f"poll-{number}" for number in range(len(emails))]
+    expires = time.time() + 86_400
+    db.accounts.insert_many(
+        {
+            "user_uuid": user,
+            "email": email,
+            "oauth": {
+                "refresh_token": cipher.encrypt("not-needed"),
+                "access_token": cipher.encrypt(tokens.issue(email, expires)),
+                "expires_at": expires,
+            },
+        }
+        for user, email in zip(users, emails, strict=True)
+    )
+    db.rules.insert_many({"user_uuid": user} for user in users)
+    iterator = CrawlIterator(db, settings=settings, redis_client=server)
+    try:
+        iterator.iterate(concurrency=max(concurrencies))  # the first crawl of each account
+        for concurrency in concurrencies:
+            due = users[: concurrency * per_thread]
+            db.crawl_status.update_many({"user_uuid": {"$in": due}}, {"$set": {"next_crawl_at": 0}})
+            started = time.perf_counter()
+            outcomes = iterator.iterate(concurrency=concurrency).outcomes
+            seconds = time.perf_counter() - started
+            if set(outcomes.values()) != {"idle"}:
+                raise RuntimeError(f"re-crawls did not all end idle: {set(outcomes.values())}")
+            print(
+                json.dumps({"concurrency": concurrency, "accounts": len(due), "seconds": seconds})
+            )
+    finally:
+        keys = list(server.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            server.delete(*keys)
+
+
+def main() -> None:
+    """The worker process: port, concurrencies, accounts per thread, then the emails."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("port", type=int)
+    parser.add_argument("concurrencies")
+    parser.add_argument("per_thread", type=int)
+    parser.add_argument("emails", nargs="+")
+    options = parser.parse_args()
+    concurrencies = [int(value) for value in options.concurrencies.split(",")]
+    _worker(options.port, options.emails, concurrencies, options.per_thread)
+
+
+if __name__ == "__main__":
+    main()

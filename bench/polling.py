@@ -127,15 +127,7 @@ def _worker(
     users = [f"poll-{number}" for number in range(len(emails))]
     expires = time.time() + 86_400
     db.accounts.insert_many(
-        {
-            "user_uuid": user,
-            "email": email,
-            "oauth": {
-                "refresh_token": cipher.encrypt("not-needed"),
-                "access_token": cipher.encrypt(tokens.issue(email, expires)),
-                "expires_at": expires,
-            },
-        }
+        tokens.gmail_account(cipher, user, email, "not-needed", expires)
         for user, email in zip(users, emails, strict=True)
     )
     db.rules.insert_many({"user_uuid": user} for user in users)

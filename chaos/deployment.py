@@ -276,16 +276,9 @@ class Deployment:
 
     def _insert(self, account: ChaosAccount, expires_at: float) -> None:
         self.db.accounts.insert_one(
-            {
-                "user_uuid": account.user_uuid,
-                "email": account.email,
-                "provider": "gmail_oauth",
-                "oauth": {
-                    "refresh_token": self.cipher.encrypt(account.refresh_token),
-                    "access_token": self.cipher.encrypt(tokens.issue(account.email, expires_at)),
-                    "expires_at": expires_at,
-                },
-            }
+            tokens.gmail_account(
+                self.cipher, account.user_uuid, account.email, account.refresh_token, expires_at
+            )
         )
         self.db.rules.insert_one({"user_uuid": account.user_uuid})
 

@@ -261,16 +261,9 @@ class _World:
             self.oauth.revoke(account.refresh_token)
         expires_at = self.clock.now + account.token_ttl
         self.store.add_account(
-            {
-                "user_uuid": account.user_uuid,
-                "email": account.email,
-                "provider": "gmail_oauth",
-                "oauth": {
-                    "refresh_token": self.cipher.encrypt(account.refresh_token),
-                    "access_token": self.cipher.encrypt(tokens.issue(account.email, expires_at)),
-                    "expires_at": expires_at,
-                },
-            }
+            tokens.gmail_account(
+                self.cipher, account.user_uuid, account.email, account.refresh_token, expires_at
+            )
         )
         self.store.add_rule({"user_uuid": account.user_uuid})
 

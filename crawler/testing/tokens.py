@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from typing import Any
+
+from crawler.oauth import TokenCipher
 
 DEFAULT_SECRET = "fake-google-signing-secret"  # noqa: S105  # the fakes' shared test secret
 _PREFIX = "ya29.fake."
@@ -41,3 +44,20 @@ def verify(token: str, now: float, secret: str = DEFAULT_SECRET) -> str | None:
     if not hmac.compare_digest(signature, _sign(payload, secret)) or expiry <= now:
         return None
     return email
+
+
+def gmail_account(
+    cipher: TokenCipher, user_uuid: str, email: str, refresh_token: str, expires_at: float
+) -> dict[str, Any]:
+    """An `accounts` document of a Gmail account holding an access token (from `issue`) valid
+    until `expires_at`, both tokens encrypted with `cipher` as the crawler stores them."""
+    return {
+        "user_uuid": user_uuid,
+        "email": email,
+        "provider": "gmail_oauth",
+        "oauth": {
+            "refresh_token": cipher.encrypt(refresh_token),
+            "access_token": cipher.encrypt(issue(email, expires_at)),
+            "expires_at": expires_at,
+        },
+    }

@@ -68,18 +68,8 @@ class Service:
                 data = f"{user} file {m}\n".encode() * 200
                 account.add_message(build_message(f"m{m}", attachments={f"f{m}.txt": data}))
                 self.expected.add((user, hashlib.sha256(data).hexdigest()))
-            access = tokens.issue(email, time.time() + 3600)
-            self.db.accounts.insert_one(
-                {
-                    "user_uuid": user,
-                    "email": email,
-                    "oauth": {
-                        "refresh_token": self.cipher.encrypt("r"),
-                        "access_token": self.cipher.encrypt(access),
-                        "expires_at": time.time() + 3600,
-                    },
-                }
-            )
+            account = tokens.gmail_account(self.cipher, user, email, "r", time.time() + 3600)
+            self.db.accounts.insert_one(account)
             self.db.rules.insert_one({"user_uuid": user})
 
     def start(self, *command: str, worker_id: str | None = None) -> subprocess.Popen[bytes]:

@@ -53,15 +53,7 @@ def test_a_25_mb_attachment_grows_rss_by_less_than_50_mb(
     fake_gmail.add_account("big@example.com").add_message(message.as_bytes())
     key = Fernet.generate_key().decode()
     cipher = TokenCipher(key)
-    account = {
-        "user_uuid": "big",
-        "email": "big@example.com",
-        "oauth": {
-            "refresh_token": cipher.encrypt("r"),
-            "access_token": cipher.encrypt(tokens.issue("big@example.com", time.time() + 3600)),
-            "expires_at": time.time() + 3600,
-        },
-    }
+    account = tokens.gmail_account(cipher, "big", "big@example.com", "r", time.time() + 3600)
     env = {
         **os.environ,
         "CRAWLER_IMAP_HOST": "127.0.0.1",

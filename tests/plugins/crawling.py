@@ -66,21 +66,12 @@ class World:
         """A fake Gmail account, its `accounts` document (with a valid token) and one rule."""
         account = self.gmail.add_account(email, hide_all_mail=hide_all_mail)
         self.oauth.add_grant(f"refresh-{user_uuid}", email)
-        access = tokens.issue(email, time.time() + token_ttl)
+        refresh, expires_at = f"refresh-{user_uuid}", time.time() + token_ttl
         self.db.accounts.insert_one(
-            {
-                "user_uuid": user_uuid,
-                "email": email,
-                "provider": "gmail_oauth",
-                "oauth": {
-                    "refresh_token": self.cipher.encrypt(f"refresh-{user_uuid}"),
-                    "access_token": self.cipher.encrypt(access),
-                    "expires_at": time.time() + token_ttl,
-                },
-            }
+            tokens.gmail_account(self.cipher, user_uuid, email, refresh, expires_at)
         )
         self.db.rules.insert_one({"user_uuid": user_uuid, **rule})
-        self.issued[user_uuid] = [access, f"refresh-{user_uuid}"]
+        self.issued[user_uuid] = [tokens.issue(email, expires_at), refresh]
         return account
 
     def secrets(self, user_uuid: str) -> list[str]:

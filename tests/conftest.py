@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -47,6 +49,21 @@ def redis_prefix(redis_server: redis.Redis) -> Iterator[str]:
     keys = list(redis_server.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         redis_server.delete(*keys)
+
+
+@pytest.fixture(autouse=True)
+def no_mongo_client_outlives_its_test() -> Iterator[None]:
+    """A MongoClient left open fails the test that opened it.
+
+    Its monitor threads draw request ids from the global `random`, and Hypothesis takes that for
+    randomness in the strategies of whatever test runs meanwhile: a flaky failure far from here.
+    """
+    yield
+    deadline = time.monotonic() + 5  # closed clients' threads end within a heartbeat's wait
+    while alive := sorted(t.name for t in threading.enumerate() if t.name.startswith("pymongo_")):
+        if time.monotonic() > deadline:
+            pytest.fail(f"a MongoClient outlived the test (its threads {alive}): close it")
+        time.sleep(0.05)
 
 
 pytest_plugins = [

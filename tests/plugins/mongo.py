@@ -31,17 +31,22 @@ def embedded_mongo() -> Iterator[EmbeddedMongo]:
         yield server
 
 
-@pytest.fixture(scope="session")
+# The clients live one test each: a client's monitor threads draw request ids from the global
+# `random`, which Hypothesis takes for randomness in its strategies if they run meanwhile.
+
+
+@pytest.fixture
 def embedded_mongo_client(embedded_mongo: EmbeddedMongo) -> Iterator[MongoClient]:
-    """A pymongo client of the session's stand-in."""
+    """A pymongo client of the session's stand-in, closed after the test."""
     client: MongoClient = pymongo.MongoClient(embedded_mongo.uri, serverSelectionTimeoutMS=5000)
     yield client
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def real_mongo_client() -> Iterator[MongoClient]:
-    """A pymongo client of the real MongoDB at MONGODB_URL; skips where there is none."""
+    """A pymongo client of the real MongoDB at MONGODB_URL, closed after the test; skips where
+    there is none."""
     if not REAL_MONGODB_URL:
         pytest.skip("MONGODB_URL is not set: no real MongoDB to run the contract against")
     client: MongoClient = pymongo.MongoClient(REAL_MONGODB_URL, serverSelectionTimeoutMS=5000)

@@ -219,3 +219,21 @@ def test_an_exception_that_carries_a_token_leaves_no_token_in_crawl_status(
     status = stored_world.db.crawl_status.find_one({"user_uuid": "broken"})
 
     assert leaked(scenario.secrets(), str(status)) == []
+
+
+def test_attachment_contents_never_reach_the_logs(world: World, log_text: io.StringIO) -> None:
+    """At DEBUG the IMAP commands and response lines are logged, never a literal's contents:
+    an attachment is the user's data, and formatting every literal would cost the crawl CPU."""
+    payload = b"confidential quarterly figures " * 40
+    world.add_account("private@example.com", "private")
+    world.gmail.account("private@example.com").add_message(
+        build_message(attachments={"figures.txt": payload})
+    )
+
+    assert world.iterate().outcomes == {"private": "idle"}
+
+    logged = log_text.getvalue()
+    assert "UID FETCH" in logged  # the wire is in the log
+    assert len(world.stored("private")) == 1
+    for form in (payload, base64.b64encode(payload), base64.encodebytes(payload)):
+        assert form[:40].decode() not in logged

@@ -290,11 +290,16 @@ class GmailCrawler:
     def _process(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
         found_by = self.queue.rule_ids(batch)
         metas = self._metadata(session, batch)
-        wanted: list[Wanted] = []
-        for uid in batch:
-            meta = metas.get(uid)
-            if meta is not None:
-                wanted += self._wanted(session, meta, found_by.get(uid, []))
+        candidates = {
+            uid: self._candidates(meta, found_by.get(uid, [])) for uid, meta in metas.items()
+        }
+        named = self._named(session, candidates)
+        wanted = [
+            Wanted(uid, part, tuple(rule_ids))
+            for uid in batch
+            for part in named.get(uid, [])
+            if (rule_ids := self.tester.rule_ids(part, found_by.get(uid, [])))
+        ]
         self.result.messages += len(metas)
         identities = {uid: self._identity(meta) for uid, meta in metas.items()}
         stored = self.store.attachment_keys(self.user_uuid, list(identities.values()))
@@ -321,37 +326,44 @@ class GmailCrawler:
                 self._failed(uid, error)
         return metas
 
-    def _wanted(
-        self, session: ImapSession, meta: MessageMeta, found_by: Sequence[str]
-    ) -> list[Wanted]:
+    def _candidates(self, meta: MessageMeta, found_by: Sequence[str]) -> list[AttachmentPart]:
+        """The message's attachment parts that a rule which found it keeps under some name."""
         try:
             parts = attachment_parts(meta.bodystructure)
         except ProtocolError as error:
             self._failed(meta.uid, error)
             return []
-        parts = self._named(session, meta.uid, parts)
-        wanted = []
-        for part in parts:
-            rule_ids = self.tester.rule_ids(part, found_by)
-            if rule_ids:
-                wanted.append(Wanted(meta.uid, part, tuple(rule_ids)))
-        return wanted
+        return [part for part in parts if self.tester.may_want(part, found_by)]
 
     def _named(
-        self, session: ImapSession, uid: int, parts: list[AttachmentPart]
-    ) -> list[AttachmentPart]:
-        nameless = [part for part in parts if part.needs_header]
-        if not nameless:
-            return parts
-        response = session.fetch([uid], [f"BODY.PEEK[{part.part}.MIME]" for part in nameless])
-        headers = response.get(uid, {})
-        named = {}
-        for part in nameless:
-            header = headers.get(f"BODY[{part.part}.MIME]".encode())
-            name = filename_from_mime_header(header) if isinstance(header, bytes) else None
-            if name:
-                named[part.part] = replace(part, filename=name, needs_header=False)
-        return [named.get(part.part, part) for part in parts]
+        self, session: ImapSession, parts: Mapping[int, list[AttachmentPart]]
+    ) -> dict[int, list[AttachmentPart]]:
+        """`parts`, with the names BODYSTRUCTURE lacks read from `BODY.PEEK[<part>.MIME]`:
+        one UID FETCH for all the messages whose unnamed parts have the same numbers."""
+        nameless: dict[tuple[str, ...], list[int]] = defaultdict(list)
+        for uid, items in parts.items():
+            sections = tuple(part.part for part in items if part.needs_header)
+            if sections:
+                nameless[sections].append(uid)
+        names: dict[tuple[int, str], str] = {}
+        for sections, uids in nameless.items():
+            response = session.fetch(sorted(uids), [f"BODY.PEEK[{s}.MIME]" for s in sections])
+            for uid in uids:
+                headers = response.get(uid, {})
+                for section in sections:
+                    header = headers.get(f"BODY[{section}.MIME]".encode())
+                    name = filename_from_mime_header(header) if isinstance(header, bytes) else None
+                    if name:
+                        names[(uid, section)] = name
+        return {
+            uid: [
+                replace(part, filename=names[(uid, part.part)], needs_header=False)
+                if (uid, part.part) in names
+                else part
+                for part in items
+            ]
+            for uid, items in parts.items()
+        }
 
     def _recheck(self, item: Wanted, size: int) -> tuple[str, ...]:
         exact = replace(item.part, decoded_size=size)

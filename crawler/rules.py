@@ -99,9 +99,13 @@ class Rule:
 
     def wants(self, part: AttachmentFacts) -> bool:
         """Whether this rule keeps `part` (its query having found the message)."""
+        return self.may_want(part) and (
+            self.filename is None or _glob_match(part.filename, self.filename)
+        )
+
+    def may_want(self, part: AttachmentFacts) -> bool:
+        """Whether this rule keeps `part` under some name: every test but the filename's."""
         if part.inline and not self.wants_images:
-            return False
-        if self.filename is not None and not _glob_match(part.filename, self.filename):
             return False
         if self.content_types and not _type_match(part.content_type, self.content_types):
             return False
@@ -117,6 +121,10 @@ class RuleTester:
     def rule_ids(self, part: AttachmentFacts, found_by: Collection[str]) -> list[str]:
         """Ids of the rules whose query found the message and that keep `part`."""
         return [rule.id for rule in self.rules if rule.id in found_by and rule.wants(part)]
+
+    def may_want(self, part: AttachmentFacts, found_by: Collection[str]) -> bool:
+        """Whether a rule whose query found the message keeps `part` under some name."""
+        return any(rule.id in found_by and rule.may_want(part) for rule in self.rules)
 
 
 def _glob_match(name: str | None, pattern: str) -> bool:

@@ -3,6 +3,7 @@
 import hashlib
 import math
 import re
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,28 @@ def test_fetches_are_batched_and_never_whole_messages(world: World) -> None:
     assert not any(re.search(rb"BODY(\.PEEK)?\[\]|RFC822[ )]|RFC822\.TEXT", line) for line in lines)
     downloads = [line for line in lines if b"BODY.PEEK[2]" in line]
     assert len(downloads) == math.ceil(30 / 7)  # one per batch: every message keeps part 2
+
+
+def test_names_missing_from_the_structure_are_read_in_one_fetch_per_batch(world: World) -> None:
+    """A part BODYSTRUCTURE leaves unnamed costs a `BODY.PEEK[n.MIME]`: one command for the
+    whole batch, and only for parts a rule may keep (no nameless signature logo)."""
+    corpus = Path(__file__).parents[2] / "fixtures" / "messages"
+    nameless = (corpus / "42-attachment-without-name.eml").read_bytes()  # part 2 has no name
+    nested = (corpus / "20-deep-nesting.eml").read_bytes()  # and an unnamed inline logo, 1.2.2
+    world.add_account(EMAIL, "u1")
+    for _ in range(6):
+        world.gmail.account(EMAIL).add_message(nameless)
+        world.gmail.account(EMAIL).add_message(nested)
+
+    world.iterate()
+
+    stored = world.stored("u1").values()
+    assert sorted((doc["uid"], doc["part"], doc["filename"]) for doc in stored) == [
+        (uid, "2", None if uid % 2 else "catalogue-spring.pdf") for uid in range(1, 13)
+    ]
+    headers = [line for line in world.gmail.ledger.lines if b".MIME]" in line]
+    assert len(headers) == 1, headers
+    assert headers[0].endswith(b" UID FETCH 1,3,5,7,9,11 (BODY.PEEK[2.MIME])\r\n")
 
 
 def test_only_what_a_rule_wants_is_downloaded(world: World) -> None:

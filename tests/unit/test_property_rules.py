@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
@@ -138,7 +138,8 @@ def test_wants_is_total_and_keeps_inline_images_only_for_image_rules(
     document: dict[str, Any], part: Part
 ) -> None:
     """Property: `wants` answers a bool for any part, never an inline part unless the rule asks
-    for images, and never a part outside the rule's size bounds."""
+    for images, and never a part outside the rule's size bounds; `may_want` (whether a part is
+    worth reading its name for) never rules out a wanted part and never looks at the name."""
     rule = validated(document)
     if rule is None:
         return
@@ -150,11 +151,13 @@ def test_wants_is_total_and_keeps_inline_images_only_for_image_rules(
         assert rule.min_size is None or part.size >= rule.min_size
         assert rule.max_size is None or part.size <= rule.max_size
         assert rule.filename is None or part.filename is not None
+        assert rule.may_want(part)
+    assert rule.may_want(part) == rule.may_want(replace(part, filename=None))
 
 
 @FAST
 @given(
-    documents=st.lists(plausible, max_size=5),
+    documents=st.lists(plausible, max_size=5, unique_by=lambda doc: doc["_id"]),  # _id is unique
     part=parts,
     found_by=st.sets(st.text(min_size=1, max_size=12), max_size=4),
 )

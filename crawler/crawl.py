@@ -318,12 +318,24 @@ class GmailCrawler:
             return session.metadata(batch, gmail=self.gmail)
         except PartialFetch:
             pass
+        except ProtocolError:
+            if len(batch) == 1 or session.broken:
+                raise
+        # Gmail could not FETCH some, or one answer cannot be read: find which, one at a time.
         metas: dict[int, MessageMeta] = {}
-        for uid in batch:  # Gmail could not FETCH some: find which, one UID at a time
+        failures: list[tuple[int, CrawlerError]] = []
+        for uid in batch:
             try:
                 metas.update(session.metadata([uid], gmail=self.gmail))
-            except PartialFetch as error:
-                self._failed(uid, error)
+            except (PartialFetch, ProtocolError) as error:
+                if session.broken:
+                    raise
+                failures.append((uid, error))
+        unreadable = [failure for _, failure in failures if not isinstance(failure, PartialFetch)]
+        if len(unreadable) == len(batch):
+            raise unreadable[0]  # no message is readable: the server's fault, retry them all
+        for uid, failure in failures:
+            self._failed(uid, failure)
         return metas
 
     def _candidates(self, meta: MessageMeta, found_by: Sequence[str]) -> list[AttachmentPart]:

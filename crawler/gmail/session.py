@@ -76,6 +76,7 @@ class ImapSession:
         ca_file: str | None = None,
     ) -> None:
         self.tap = WireTap(max_literal=max_literal)
+        self.broken = False  # set once the connection is out of step: no command goes on it
         # Certificates are always verified; `ca_file` only adds authorities to trust.
         context = ssl.create_default_context(cafile=ca_file) if tls else None
         self.client: TappedIMAPClient = self._call(
@@ -174,6 +175,8 @@ class ImapSession:
     # -- error translation --------------------------------------------------------------
 
     def _call(self, operation: str, action: Callable[[], T]) -> T:
+        if self.broken:
+            raise Transient(f"{operation}: the connection is out of step after an earlier error")
         self.tap.reset_signal()
         try:
             return action()
@@ -182,10 +185,12 @@ class ImapSession:
         except ssl.SSLCertVerificationError as error:  # retrying cannot make it trusted
             raise self._error(ProtocolError, operation, error) from None
         except imaplib.IMAP4.abort as error:
+            self.broken = True
             raise self._error(Transient, operation, error) from None
         except (imaplib.IMAP4.error, imap_errors.ProtocolError) as error:
             raise self._error(ProtocolError, operation, error) from None
         except (OSError, EOFError) as error:  # socket.timeout and ssl.SSLError are OSErrors
+            self.broken = True
             raise self._error(Transient, operation, error) from None
         except (ValueError, RecursionError, IndexError) as error:  # IMAPClient's parser gave up
             raise self._error(ProtocolError, operation, error) from None

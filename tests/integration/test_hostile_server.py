@@ -249,6 +249,69 @@ def test_a_fetch_answer_for_uids_not_asked_for_is_never_stored(
     assert b"999" not in fetched  # never asked for the part of a message it did not want
 
 
+def fetch_of(uid: int) -> Callable[[bytes], bool]:
+    """A metadata FETCH whose UID set names `uid`."""
+    return lambda line: metadata_fetch(line) and str(uid).encode() in uid_set(line)
+
+
+def uid_set(line: bytes) -> list[bytes]:
+    return line.split(b" UID FETCH ", 1)[1].split(b" ", 1)[0].split(b",")
+
+
+def malformed(uid: int) -> Answer:
+    body = b"BODYSTRUCTURE " + deep(1000)  # IMAPClient's parser gives up
+    return Answer(tagged_ok(b"* %d FETCH (UID %d " % (uid, uid) + GOOD_ITEMS + body + b")\r\n"))
+
+
+def test_a_message_the_client_cannot_read_fails_alone_and_the_rest_of_its_batch_is_stored(
+    world: World, front: Callable[..., HostileFront]
+) -> None:
+    for name in ("b.pdf", "c.pdf"):
+        world.gmail.account(VICTIM).add_message(build_message(attachments={name: b"%PDF-2"}))
+    hostile = front(fetch_of(2), malformed(2))
+
+    outcomes, _ = crawl(world)
+
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "idle"
+    assert sorted(doc["filename"] for doc in world.stored("victim").values()) == ["a.pdf", "c.pdf"]
+    [failed] = world.status("victim")["failed_uids"]
+    assert (failed["uid"], failed["error"]) == (2, "ProtocolError")
+    assert hostile.hits == 2  # the batch, then UID 2 alone
+
+
+def test_a_batch_every_message_of_which_fails_alone_is_the_server_s_error(
+    world: World, front: Callable[..., HostileFront]
+) -> None:
+    world.gmail.account(VICTIM).add_message(build_message(attachments={"b.pdf": b"%PDF-2"}))
+    front(metadata_fetch, malformed(1))
+
+    outcomes, _ = crawl(world)
+
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "error"  # nothing skipped: the next crawl tries them all again
+    assert world.status("victim")["last_error"]["type"] == "ProtocolError"
+    assert not world.status("victim").get("failed_uids")
+    assert world.stored("victim") == {}
+
+
+def test_a_connection_out_of_step_is_not_used_again(
+    world: World, front: Callable[..., HostileFront]
+) -> None:
+    world.gmail.account(VICTIM).add_message(build_message(attachments={"b.pdf": b"%PDF-2"}))
+    over = Answer(lambda _: b"* 1 FETCH (UID 1 ENVELOPE {9999999999}\r\n", then="stall")
+    hostile = front(fetch_of(1), over)
+
+    outcomes, elapsed = crawl(world)
+
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "error"
+    assert world.status("victim")["last_error"]["type"] == "ProtocolError"
+    assert not world.status("victim").get("failed_uids")
+    assert hostile.hits == 1  # no command went to a connection left inside a literal
+    assert elapsed < TIMEOUT + 5
+
+
 # -- before login: the greeting -------------------------------------------------------------
 
 

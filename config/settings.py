@@ -93,9 +93,9 @@ class Settings(BaseSettings):
         "CRAWLER_FETCH_BATCH", 200, "UIDs per metadata FETCH and per queue claim", ge=1, le=5000
     )
     download_budget: int = _env(
-        "CRAWLER_DOWNLOAD_BUDGET", 8 * 2**20, "encoded bytes of parts per download command"
+        "CRAWLER_DOWNLOAD_BUDGET", 16 * 2**20, "encoded bytes of parts per download command"
     )
-    chunk_size: int = _env("CRAWLER_CHUNK_SIZE", 2**20, "bytes per partial fetch of a big part")
+    chunk_size: int = _env("CRAWLER_CHUNK_SIZE", 8 * 2**20, "bytes per partial fetch of a big part")
     max_attachment_size: int = _env(
         "CRAWLER_MAX_ATTACHMENT_SIZE", 50 * 2**20, "larger attachments are skipped and recorded"
     )

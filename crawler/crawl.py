@@ -301,8 +301,13 @@ class GmailCrawler:
             if (rule_ids := self.tester.rule_ids(part, found_by.get(uid, [])))
         ]
         self.result.messages += len(metas)
-        identities = {uid: self._identity(meta) for uid, meta in metas.items()}
-        stored = self.store.attachment_keys(self.user_uuid, list(identities.values()))
+        # Only the messages that have wanted parts: without X-GM-RAW most of a batch has none.
+        identities = {item.uid: self._identity(metas[item.uid]) for item in wanted}
+        stored = (
+            self.store.attachment_keys(self.user_uuid, list(set(identities.values())))
+            if identities
+            else set()
+        )
         fresh = []
         for item in wanted:
             key = (identities[item.uid], item.part.part)

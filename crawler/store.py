@@ -179,13 +179,15 @@ class Store:
     # -- attachments --------------------------------------------------------------------
 
     def save_attachment(self, document: Mapping[str, Any]) -> bool:
-        """Insert the attachment unless (user_uuid, gm_msgid, part) is stored; True if new."""
-        key = {name: document[name] for name in ("user_uuid", "gm_msgid", "part")}
+        """Insert the attachment unless (user_uuid, gm_msgid, part) is stored; True if new.
+
+        The unique index (`ensure_indexes`) refuses a second copy: an insert costs one index
+        lookup where an upsert would first search for the key, then insert."""
         try:
-            result = self.attachments.update_one(key, {"$setOnInsert": dict(document)}, upsert=True)
-        except DuplicateKeyError:  # a concurrent upsert of the same key won the race
+            self.attachments.insert_one(dict(document))
+        except DuplicateKeyError:  # stored before, or a concurrent crawl of the key won the race
             return False
-        return result.upserted_id is not None
+        return True
 
     def add_rule_ids(self, user_uuid: str, gm_msgid: Any, part: str, rule_ids: list[str]) -> None:
         """Record that more rules keep an attachment that is already stored."""

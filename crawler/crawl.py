@@ -89,7 +89,7 @@ class GmailCrawler:
         self.clock = clock
         self.should_stop = should_stop
         self.result = CrawlResult()
-        self.started = time.monotonic()
+        self.started = self.lease_renewed = time.monotonic()
 
     def crawl(self) -> CrawlResult:
         """Run one crawl of the account."""
@@ -264,13 +264,14 @@ class GmailCrawler:
             self.settings.download_budget,
             self.settings.chunk_size,
             self._recheck,
+            progress=self._keep_lease,
         )
         while batch := self.queue.claim(self.settings.fetch_batch):
             before = replace(self.result)
             self._process(session, downloader, batch)
             self.queue.ack(batch)
             self._record_progress(before)
-            self.queue.lease.renew()
+            self._keep_lease(force=True)
             if session.throttled:
                 raise Throttled("Gmail replied [THROTTLED]")
             if self.should_stop():
@@ -278,6 +279,13 @@ class GmailCrawler:
             if time.monotonic() - self.started > self.settings.max_crawl_time:
                 # The queue keeps the rest; other due accounts get their turn first.
                 raise Interrupted("the crawl ran for CRAWLER_MAX_CRAWL_TIME; it resumes next pass")
+
+    def _keep_lease(self, *, force: bool = False) -> None:
+        """Renew the account's lease after each batch, and within one every third of its TTL."""
+        now = time.monotonic()
+        if force or now - self.lease_renewed > self.settings.lease_ttl / 3:
+            self.queue.lease.renew()
+            self.lease_renewed = now
 
     def _record_progress(self, before: CrawlResult) -> None:
         """Add the batch's counts to `crawl_status.totals`, so progress survives any stop."""

@@ -77,16 +77,25 @@ class Downloader:
 
     `recheck` gives the rules that keep a part at its exact decoded size (BODYSTRUCTURE only
     gives the encoded size); a part no rule keeps any more is discarded before it is stored.
+    `progress` is called after every answer: a long download keeps the account's lease with it.
     """
 
     def __init__(
-        self, session: ImapSession, blobs: BlobStore, budget: int, chunk: int, recheck: Recheck
+        self,
+        session: ImapSession,
+        blobs: BlobStore,
+        budget: int,
+        chunk: int,
+        recheck: Recheck,
+        *,
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.session = session
         self.blobs = blobs
         self.budget = budget
         self.chunk = chunk
         self.recheck = recheck
+        self.progress = progress
 
     def download(self, wanted: Sequence[Wanted]) -> Iterator[Fetched]:
         """Each wanted part, decoded and stored; ProtocolError for a part the server omits."""
@@ -95,6 +104,7 @@ class Downloader:
         for uids, parts in commands:
             items = [f"BODY.PEEK[{part}]" for part in parts]
             response = self.session.fetch(uids, items)
+            self.progress()
             for uid in uids:
                 data = response.get(uid, {})
                 for part in parts:
@@ -110,6 +120,7 @@ class Downloader:
         while True:
             section = f"BODY.PEEK[{item.part.part}]<{offset}.{self.chunk}>"
             data = self.session.fetch([item.uid], [section]).get(item.uid, {})
+            self.progress()
             body = data.get(f"BODY[{item.part.part}]<{offset}>".encode())
             if not isinstance(body, bytes):
                 raise ProtocolError(f"UID {item.uid}: no data for {section}")

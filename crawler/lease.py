@@ -1,6 +1,7 @@
 """The account lease: at most one crawl per account across the fleet.
 
-The lease is one Redis key holding the worker id, set with `SET NX PX` and renewed per batch.
+The lease is one Redis key holding the worker id, set with `SET NX PX` and renewed as the
+crawl goes (after each batch, and every third of its TTL while downloading).
 Every change to it is a compare-and-act Lua script, so a worker whose lease expired and was taken
 over can neither renew nor release the new holder's lease. The queue's scripts are fenced by the
 same comparison (`HELD_BY_US`), with the lease as KEYS[1] and the worker id as ARGV[1].

@@ -244,3 +244,16 @@ def test_a_shutdown_stops_between_batches_and_the_next_crawl_resumes(world: Worl
     assert 0 < len(world.stored("u1")) < 6
     assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
     assert saved(world) == expected(attachments)
+
+
+def test_the_lease_outlives_a_batch_that_downloads_for_longer_than_its_ttl(world: World) -> None:
+    """A slow download renews the account's lease as it goes, so no other worker takes the
+    account over in the middle of a batch (its ack would then be refused)."""
+    settings = world.settings.model_copy(update={"lease_ttl": 0.5, "chunk_size": 2**14})
+    world.add_account(EMAIL, "u1")
+    deliver(world, [{"big.bin": bytes(range(256)) * 1024}])  # 256 KiB: 23 partial fetches
+    world.gmail.account(EMAIL).faults.latency = 0.05  # about 1.2 s of downloading
+
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+
+    assert [doc["size"] for doc in world.stored("u1").values()] == [256 * 1024]

@@ -93,6 +93,7 @@ class ImapSession:
     def xoauth2(self, email: str, access_token: str) -> None:
         """AUTHENTICATE XOAUTH2 with a bearer token."""
         self._call("authenticate", lambda: self.client.oauth2_login(email, access_token))
+        self._keep_capabilities()
 
     def login(self, user: str, password: str) -> None:
         """LOGIN with an app password (generic IMAP accounts)."""
@@ -103,6 +104,14 @@ class ImapSession:
         # would be IMAP syntax: quote it here.
         quoted = '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
         self._call("login", lambda: self.client.login(quoted, password))
+        self._keep_capabilities()
+
+    def _keep_capabilities(self) -> None:
+        """Keep the capabilities the server sent with its login answer (Gmail sends them
+        untagged, Dovecot as a response code): the next command would drop them, and IMAPClient
+        would then ask with a CAPABILITY command of its own."""
+        if "CAPABILITY" in self.client._imap.untagged_responses:  # sent: no command needed
+            self._call("capability", self.client.capabilities)
 
     def require(self, capability: str) -> None:
         """ProtocolError unless the server announced `capability`."""

@@ -87,6 +87,22 @@ def test_a_recrawl_with_no_new_mail_costs_three_commands_and_no_body(world: Worl
     assert not any(b"BODY" in line for line in world.gmail.ledger.lines)
 
 
+def test_the_capabilities_gmail_sends_after_login_are_not_asked_for_again(world: World) -> None:
+    world.add_account(EMAIL, "u1")
+    deliver(world, files(1))
+
+    world.iterate()
+
+    assert after_login(world) == [
+        "LIST",
+        "EXAMINE",
+        "UID SEARCH",
+        "UID FETCH",
+        "UID FETCH",
+        "LOGOUT",
+    ]
+
+
 def test_new_mail_is_searched_above_the_cursor_only(world: World) -> None:
     world.add_account(EMAIL, "u1")
     deliver(world, files(2))

@@ -40,6 +40,7 @@ from crawler.errors import (
 from crawler.keys import Keys, check_user_uuid
 from crawler.lease import Lease
 from crawler.oauth import TokenCipher, TokenSource
+from crawler.redis_url import redis_from_url
 from crawler.retry import GroundhogDay, RetryDetails
 from crawler.rules import Rule, RuleTester
 from crawler.store import Document, Store, in_shard
@@ -47,6 +48,7 @@ from crawler.uidqueue import UidQueue
 
 log = logging.getLogger(__name__)
 
+REDIS_TIMEOUT = 10.0  # seconds: a Redis that stops answering fails a crawl, never hangs it
 DEFAULT_CRAWLERS: Mapping[str, type[Any]] = {
     "gmail_oauth": GmailCrawler,
     "g_apps_oauth": GmailCrawler,
@@ -92,7 +94,7 @@ class CrawlIterator:
         self.rule_tester = rule_tester
         self.crawler_map = dict(crawler_map or DEFAULT_CRAWLERS)
         self.client_id, self.client_count = client_id, client_count
-        self.redis = redis_client or redis.Redis.from_url(self.settings.redis_url)
+        self.redis = redis_client or redis_from_url(self.settings.redis_url, REDIS_TIMEOUT)
         self.keys = Keys(self.settings.redis_prefix)
         self._blobs = blobs
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"

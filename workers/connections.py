@@ -4,30 +4,25 @@ Every process (worker, monitor, operator commands) opens its stores here: short 
 ping at once, so that a wrong URL or a store that is down is a ConfigError naming the setting,
 not a traceback minutes later.
 
-A CRAWLER_REDIS_URL whose scheme is `redis+cluster://` (or `rediss+cluster://`) names one node of a
-Redis Cluster: the client discovers the others and routes each command to its slot. Every Redis
-call of the crawler is a single-key command or a script over the keys of one hash tag
-(crawler/keys.py), so the cluster client runs them exactly as a plain client does.
+CRAWLER_REDIS_URL may name a Redis Cluster (`redis+cluster://`, see crawler/redis_url.py).
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
 from urllib.parse import urlsplit
 
 import redis
 from pymongo import MongoClient
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, PyMongoError, ServerSelectionTimeoutError
-from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
 
 from config import Settings
 from crawler.errors import ConfigError
+from crawler.redis_url import redis_from_url
 from crawler.store import Document
 
 CONNECT_TIMEOUT = 3.0  # seconds to wait, at most, for a store that does not answer
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
 
 def connect(settings: Settings) -> tuple[Database[Document], redis.Redis]:
@@ -62,7 +57,7 @@ def mongo_client(url: str) -> MongoClient[Document]:
 def redis_client(url: str) -> redis.Redis:
     """A client of the Redis (or Redis Cluster: `redis+cluster://`) at `url` that has answered."""
     try:
-        client = _redis_from_url(url)
+        client = redis_from_url(url, CONNECT_TIMEOUT)
     except ValueError as error:
         raise ConfigError(f"CRAWLER_REDIS_URL is not usable: {error}") from None
     except (redis.RedisError, RedisClusterException) as error:  # a cluster connects at once
@@ -77,20 +72,6 @@ def redis_client(url: str) -> redis.Redis:
 
 def _unusable(url: str, error: Exception) -> ConfigError:
     return ConfigError(f"Redis at {where(url)} cannot be used: {error} (check CRAWLER_REDIS_URL)")
-
-
-def _redis_from_url(url: str) -> redis.Redis:
-    """A plain client, or a cluster client for the `+cluster` schemes (it connects at once)."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": CONNECT_TIMEOUT,
-    }
-    scheme, separator, rest = url.partition("://")
-    if separator and scheme.lower() in CLUSTER_SCHEMES:
-        cluster = RedisCluster.from_url(f"{CLUSTER_SCHEMES[scheme.lower()]}://{rest}", **options)
-        # Not a redis.Redis subclass, but it takes every call the crawler makes (see above).
-        return cast(redis.Redis, cluster)
-    return redis.Redis.from_url(url, **options)
 
 
 def where(url: str) -> str:

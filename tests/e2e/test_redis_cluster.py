@@ -14,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
+import mongomock
 import pytest
 from redis.cluster import RedisCluster, key_slot
 
 from chaos import checks
 from chaos.deployment import Deployment
 from chaos.servers import RedisClusterServers, redis_server_binary
+from config import Settings
+from crawler import CrawlIterator
 from tests.conftest import require
 from tests.plugins.fakes import eventually
 
@@ -93,3 +96,15 @@ def test_workers_and_a_monitor_store_everything_exactly_once_through_a_node_rest
     assert (most, overlaps) == (1, [])
     assert [worker.exit_code for worker in workers] == [0, 0, 0]
     assert deployment.db.crawl_status.count_documents({"last_finished_at": {"$gt": restarted_at}})
+
+
+def test_a_crawl_iterator_built_from_settings_reaches_the_cluster(
+    cluster: RedisClusterServers, tmp_path: Path
+) -> None:
+    """The library API as well as the worker: CRAWLER_REDIS_URL alone picks the cluster client."""
+    settings = Settings(redis_url=cluster.url, redis_prefix=PREFIX, blob_dir=tmp_path)
+
+    iterator = CrawlIterator(mongomock.MongoClient().db, settings=settings)
+
+    assert isinstance(iterator.redis, RedisCluster)
+    assert iterator.iterate().outcomes == {}  # a pass over no account, through the cluster

@@ -172,8 +172,10 @@ class CrawlIterator:
         )
         crawler: Any = None
         try:
-            crawler = self._crawler(user_uuid, status, queue)
-            self._attempts(user_uuid, crawler, queue)
+            rules = self._rules(user_uuid)
+            if rules:  # else every rule of the account is disabled: nothing to look for
+                crawler = self._crawler(user_uuid, status, queue, rules)
+                self._attempts(user_uuid, crawler, queue)
         except Exception as error:  # a failure ends this account's crawl, never the pass
             state = self._finish_failed(user_uuid, status, error)
         else:
@@ -214,7 +216,9 @@ class CrawlIterator:
         )
         return policy.call(crawler.crawl)
 
-    def _crawler(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> Any:
+    def _crawler(
+        self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue, rules: list[Rule]
+    ) -> Any:
         account = self.store.account(user_uuid) or {"user_uuid": user_uuid}
         provider = account.get("provider") or "gmail_oauth"
         if not isinstance(provider, str):
@@ -224,7 +228,7 @@ class CrawlIterator:
             raise BadAccount(f"provider {provider!r} has no crawler")
         return crawler_class(
             account=account,
-            rules=self._rules(user_uuid),
+            rules=rules,
             settings=self.settings,
             status=status,
             store=self.store,
@@ -238,6 +242,8 @@ class CrawlIterator:
         )
 
     def _rules(self, user_uuid: str) -> list[Rule]:
+        """The account's usable rules ([] when all are disabled); BadRule when it has enabled
+        rules but none can be used."""
         rules, errors = [], {}
         for document in self.store.enabled_rules(user_uuid):
             try:
@@ -245,8 +251,8 @@ class CrawlIterator:
             except BadRule as error:
                 errors[str(document.get("_id"))] = str(error)
         self.store.update_status(user_uuid, {"rule_errors": errors})
-        if not rules:
-            raise BadRule("the account has no usable rule" + (f": {errors}" if errors else ""))
+        if errors and not rules:
+            raise BadRule(f"the account has no usable rule: {errors}")
         return rules
 
     # -- outcomes -----------------------------------------------------------------------

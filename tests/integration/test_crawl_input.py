@@ -50,6 +50,21 @@ def test_an_account_whose_only_rule_is_invalid_is_an_error(world: World) -> None
     assert world.gmail.ledger.sessions_opened == 0
 
 
+def test_an_account_whose_rules_are_all_disabled_rests_without_an_error(world: World) -> None:
+    world.add_account(EMAIL, "u1")
+    world.iterate()  # crawled while its rule was on
+    world.db.rules.update_many({"user_uuid": "u1"}, {"$set": {"enabled": False}})
+    world.gmail.ledger.reset()
+    world.make_due("u1")
+
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    status = world.status("u1")
+    assert status["last_error"] is None and status["consecutive_errors"] == 0
+    assert status["next_crawl_at"] == world.now + world.settings.crawl_interval
+    assert world.gmail.ledger.sessions_opened == 0  # nothing to look for: no session
+
+
 @pytest.mark.parametrize(
     "query",
     [

@@ -265,6 +265,7 @@ class GmailCrawler:
             self.settings.chunk_size,
             self._recheck,
             progress=self._keep_lease,
+            failed=self._failed,
         )
         while batch := self.queue.claim(self.settings.fetch_batch):
             before = replace(self.result)

@@ -129,6 +129,33 @@ def test_a_message_gmail_never_fetches_is_recorded(mailbox: World) -> None:
     assert (failed["uid"], failed["error"]) == (3, "PartialFetch")
 
 
+@pytest.mark.parametrize("times", [1, None], ids=["once", "always"])
+@pytest.mark.parametrize("chunk", [2**20, 1024], ids=["whole-parts", "partial-fetches"])
+def test_a_download_gmail_cannot_fetch_for_one_message_spares_the_others(
+    mailbox: World, times: int | None, chunk: int
+) -> None:
+    """Gmail's `Some messages could not be FETCHed` on a download narrows down to that UID: the
+    batch's other parts are stored, and a UID Gmail never serves is recorded, not retried."""
+    after_metadata = Fault(
+        FaultKind.PARTIAL_FETCH, commands={"UID FETCH"}, uids={3}, after_commands=1, times=times
+    )
+    mailbox.gmail.account(EMAIL).faults.add(after_metadata)
+    settings = mailbox.settings.model_copy(update={"chunk_size": chunk})
+
+    outcomes = mailbox.iterate(settings=settings).outcomes
+
+    assert outcomes == {"u1": "idle"}, mailbox.status("u1")["last_error"]
+
+    if times == 1:  # fetched alone, the message came
+        assert saved(mailbox) == EXPECTED
+        assert not mailbox.status("u1").get("failed_uids")
+    else:
+        assert saved(mailbox) == {(n, d) for n, d in EXPECTED if n != "scan-2.bin"}
+        [failed] = mailbox.status("u1")["failed_uids"]
+        assert (failed["uid"], failed["error"]) == (3, "PartialFetch")
+    assert mailbox.gmail.ledger.sessions_opened == 1  # no reconnect, no retry of the crawl
+
+
 def test_hidden_all_mail_is_a_clear_error_for_that_account(world: World) -> None:
     world.add_account(EMAIL, "u1")
     world.add_account("bob@example.com", "u2", hide_all_mail=True)

@@ -2,9 +2,10 @@
 
     python -m bench.child bench.baselines.naive JOB.json
 
-The parent writes `go` for each phase (the first crawl, then the re-crawl after new mail) and
-times it until the answer line; an empty line or end of input ends the run, and the last line
-says the process's peak RSS. Each contender module defines `Contender(job)` with a `crawl()`
+The child says it is ready once the contender is imported and set up; then the parent writes
+`go` for each phase (the first crawl, then the re-crawl after new mail) and times it until the
+answer line. An empty line or end of input ends the run, and the last line says the process's
+peak RSS. Each contender module defines `Contender(job)` with a `crawl()`
 method; what it keeps between phases (a cursor, a database) is its own business. What is shared
 by the contenders lives here: the job, where files go, and the search they start from.
 """
@@ -99,6 +100,7 @@ def main(argv: list[str]) -> int:
     """Run the phases the parent asks for; print one line per phase and the peak RSS."""
     module, job = argv[1], Job(**json.loads(Path(argv[2]).read_text()))
     contender: Contender = importlib.import_module(module).Contender(job)
+    print(json.dumps({"ready": True}), flush=True)  # imports and setup stay out of the timing
     for line in sys.stdin:
         if line.strip() != "go":
             break

@@ -94,18 +94,26 @@ class ContenderProcess:
                 stderr=stderr,
                 text=True,
             )
+        self.ready = False
         self.watchdog = threading.Timer(PHASE_TIMEOUT, self.process.kill)
         self.watchdog.start()
 
     def phase(self) -> float:
-        """Run one phase; its wall time."""
-        assert self.process.stdin is not None and self.process.stdout is not None
+        """Run one phase; its wall time, which starts once the contender is set up."""
+        assert self.process.stdin is not None
+        if not self.ready:
+            self._answer()  # imported and set up
+            self.ready = True
         started = time.monotonic()
         self.process.stdin.write("go\n")
         self.process.stdin.flush()
+        self._answer()
+        return time.monotonic() - started
+
+    def _answer(self) -> None:
+        assert self.process.stdout is not None
         if not self.process.stdout.readline():
             raise ContenderFailed(self._failure())
-        return time.monotonic() - started
 
     def finish(self) -> int:
         """End the process; its peak RSS in kB."""

@@ -426,10 +426,10 @@ SHORTFALLS = {
     ),
     "50 ms: within 1.5x": (
         "The floor sends every command at once and already knows which parts to fetch; the "
-        "crawler searches, reads the structures, waits for each answer (a few more commands "
-        "than the floor's, one per set of part numbers and per 8 MiB of a big part) and spends "
-        "CPU per MB on decoding, hashing and an fsync per blob. A streaming literal reader (one "
-        "command per big part) and pipelined part fetches would close most of the rest."
+        "crawler searches, reads the structures and waits for each answer: a few more commands "
+        "than the floor's (one per set of part numbers and per 8 MiB of a big part), each a "
+        "round trip. Its decoding, hashing and fsyncs already overlap the next command. A "
+        "streaming literal reader (one command per big part) would close most of the rest."
     ),
     "scheduling pass": (
         "With 1 % due the 100,000 pass has ten times the due accounts, so O(due) itself predicts "

@@ -97,6 +97,10 @@ class BlobWriter(Generic[StagingT]):
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove what was written, unless it was committed; safe to call again."""
         self.staging.discard()
 
 

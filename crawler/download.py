@@ -2,15 +2,19 @@
 
 Small parts of messages that want the same part numbers share one `UID FETCH` (most messages
 keep their attachment at part 2, so a batch usually downloads in one or two commands). A part
-bigger than the chunk size streams in `<offset.length>` partial fetches, so memory is bounded
-by the chunk size and the budget, never by the attachment. When Gmail could not FETCH some
-messages of a command, each is fetched alone, and one it never serves is reported, not retried.
+bigger than the chunk size streams in `<offset.length>` partial fetches. An answer's parts are
+decoded, hashed and stored on a thread of their own while the next command is on the wire, so
+memory holds at most two answers: bounded by the budget and the chunk size, never by the
+attachment. When Gmail could not FETCH some messages of a command, each is fetched alone, and
+one it never serves is reported, not retried.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -106,10 +110,14 @@ class Downloader:
         """Each wanted part, decoded and stored; ProtocolError for a part the server omits."""
         by_key = {(item.uid, item.part.part): item for item in wanted}
         commands, big = plan(wanted, self.budget, self.chunk)
-        for uids, parts in commands:
-            yield from self._narrowed(uids, partial(self._small, parts=parts, by_key=by_key))
-        for item in big:
-            yield from self._narrowed([item.uid], partial(self._big, by_uid={item.uid: item}))
+        with _Storer() as storer:
+            for uids, parts in commands:
+                small = partial(self._small, parts=parts, by_key=by_key, storer=storer)
+                yield from self._narrowed(uids, small)
+            for item in big:
+                big_one = partial(self._big, by_uid={item.uid: item}, storer=storer)
+                yield from self._narrowed([item.uid], big_one)
+            yield from storer.wait()
 
     def _narrowed(
         self,
@@ -119,8 +127,8 @@ class Downloader:
         alone: bool = False,
     ) -> Iterator[Fetched]:
         """`fetch(uids)`; when Gmail could not FETCH some of them, once more each UID alone,
-        then `failed`. (A fetch fails before it yields anything: its answer is checked, or its
-        blob left uncommitted.)"""
+        then `failed`. (A fetch fails before anything of its own is stored: its answer is
+        checked first, or its blob discarded.)"""
         try:
             yield from fetch(uids)
         except PartialFetch as error:
@@ -131,7 +139,11 @@ class Downloader:
                 yield from self._narrowed([uid], fetch, alone=True)
 
     def _small(
-        self, uids: list[int], parts: tuple[str, ...], by_key: dict[tuple[int, str], Wanted]
+        self,
+        uids: list[int],
+        parts: tuple[str, ...],
+        by_key: dict[tuple[int, str], Wanted],
+        storer: _Storer,
     ) -> Iterator[Fetched]:
         response = self.session.fetch(uids, [f"BODY.PEEK[{part}]" for part in parts])
         self.progress()
@@ -143,12 +155,32 @@ class Downloader:
                 if not isinstance(body, bytes):
                     raise ProtocolError(f"UID {uid}: the server sent no data for part {part}")
                 bodies.append((by_key[(uid, part)], body))
-        for item, body in bodies:
-            yield from self._store(item, [body])
+        yield from storer.submit(partial(self._whole, bodies))
 
-    def _big(self, uids: list[int], by_uid: dict[int, Wanted]) -> Iterator[Fetched]:
+    def _whole(self, bodies: list[tuple[Wanted, bytes]]) -> list[Fetched]:
+        stored = []
+        for item, body in bodies:
+            blob = _Blob(self.blobs, item, self.recheck)
+            blob.feed(body)
+            stored += blob.finish()
+        return stored
+
+    def _big(
+        self, uids: list[int], by_uid: dict[int, Wanted], storer: _Storer
+    ) -> Iterator[Fetched]:
         for uid in uids:
-            yield from self._store(by_uid[uid], self._chunks(by_uid[uid]))
+            yield from self._streamed(by_uid[uid], storer)
+
+    def _streamed(self, item: Wanted, storer: _Storer) -> Iterator[Fetched]:
+        blob = _Blob(self.blobs, item, self.recheck)
+        try:
+            for chunk in self._chunks(item):
+                yield from storer.submit(partial(blob.feed, chunk))
+            yield from storer.submit(blob.finish)
+        except BaseException:
+            storer.settle()
+            blob.discard()
+            raise
 
     def _chunks(self, item: Wanted) -> Iterator[bytes]:
         offset = 0
@@ -164,14 +196,75 @@ class Downloader:
                 return
             offset += len(body)
 
-    def _store(self, item: Wanted, chunks: Iterable[bytes]) -> Iterator[Fetched]:
-        decoder = PartDecoder(item.part.encoding)
-        with self.blobs.writer() as writer:
-            for chunk in chunks:
-                writer.write(decoder.feed(chunk))
-            writer.write(decoder.finish())
-            rule_ids = self.recheck(item, writer.size)
+
+class _Blob:
+    """One wanted part on its way into the blob store, decoded and hashed chunk by chunk."""
+
+    def __init__(self, blobs: BlobStore, item: Wanted, recheck: Recheck) -> None:
+        self.blobs = blobs
+        self.item = item
+        self.recheck = recheck
+        self.decoder = PartDecoder(item.part.encoding)
+        self.writer = blobs.writer()
+
+    def feed(self, chunk: bytes) -> list[Fetched]:
+        """Decode and write `chunk`; nothing is stored yet."""
+        try:
+            self.writer.write(self.decoder.feed(chunk))
+        except BaseException:
+            self.discard()
+            raise
+        return []
+
+    def finish(self) -> list[Fetched]:
+        """Store the part, unless no rule keeps it at its decoded size."""
+        try:
+            self.writer.write(self.decoder.finish())
+            rule_ids = self.recheck(self.item, self.writer.size)
             if not rule_ids:
-                return  # leaving the writer uncommitted discards what it wrote
-            key = self.blobs.commit(writer)
-        yield Fetched(replace(item, rule_ids=rule_ids), key, writer.sha256, writer.size)
+                return []
+            key = self.blobs.commit(self.writer)
+        finally:
+            self.discard()  # a committed blob stays: discarding is for what was not
+        wanted = replace(self.item, rule_ids=rule_ids)
+        return [Fetched(wanted, key, self.writer.sha256, self.writer.size)]
+
+    def discard(self) -> None:
+        """Throw away what was written, unless it was committed."""
+        self.writer.discard()
+
+
+class _Storer:
+    """Stores parts on a thread of its own, one answer behind the session.
+
+    Decoding, hashing, writing and syncing an answer's parts overlap the next command's round
+    trip instead of delaying it. Jobs run one at a time in order, and at most one waits, so
+    memory holds at most two answers (two chunks of a big part).
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-store")
+        self._pending: Future[list[Fetched]] | None = None
+
+    def submit(self, job: Callable[[], list[Fetched]]) -> list[Fetched]:
+        """Start `job` once the previous one is done; what the previous one stored."""
+        stored = self.wait()
+        self._pending = self._executor.submit(job)
+        return stored
+
+    def wait(self) -> list[Fetched]:
+        """What the pending job stored; its exception if it failed."""
+        pending, self._pending = self._pending, None
+        return pending.result() if pending else []
+
+    def settle(self) -> None:
+        """Let the pending job end; what it stored, or its error, still comes from `wait`."""
+        if self._pending:
+            futures.wait([self._pending])
+
+    def __enter__(self) -> _Storer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.settle()
+        self._executor.shutdown()

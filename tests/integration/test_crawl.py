@@ -3,11 +3,14 @@
 import hashlib
 import math
 import re
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from crawler.testing.fakegmail import Fault, FaultKind
+from crawler.blobs import BlobWriter, FileBlobStore
+from crawler.testing.fakegmail import Fault, FaultKind, Ledger
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 
@@ -160,6 +163,85 @@ def test_names_missing_from_the_structure_are_read_in_one_fetch_per_batch(world:
     headers = [line for line in world.gmail.ledger.lines if b".MIME]" in line]
     assert len(headers) == 1, headers
     assert headers[0].endswith(b" UID FETCH 1,3,5,7,9,11 (BODY.PEEK[2.MIME])\r\n")
+
+
+class WaitingStore(FileBlobStore):
+    """A blob store whose commits wait (up to a second) for the server to have received
+    `until` UID FETCH commands, and note whether it had."""
+
+    def __init__(self, root: Path, ledger: Ledger, until: int) -> None:
+        super().__init__(root)
+        self.ledger, self.until = ledger, until
+        self.waited: list[bool] = []
+
+    def commit(self, writer: BlobWriter[Any]) -> str:
+        deadline = time.monotonic() + 1
+        while self.ledger.commands["UID FETCH"] < self.until and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.waited.append(self.ledger.commands["UID FETCH"] >= self.until)
+        return super().commit(writer)
+
+
+def test_parts_are_stored_while_the_next_command_is_on_the_wire(world: World) -> None:
+    """Decoding, hashing and syncing one answer's parts overlap the next command's round trip:
+    the first part's commit waits for the last download command, which would otherwise come
+    only after it."""
+    world.add_account(EMAIL, "u1")
+    attachments = [{"a.bin": b"A" * 5000}, {"b.bin": b"B" * 6000, "c.bin": b"C" * 7000}]
+    deliver(world, attachments)  # metadata, then two downloads: parts (2) and parts (2, 3)
+    account = world.gmail.account(EMAIL)
+    blobs = WaitingStore(world.settings.blob_dir, account.ledger, until=3)
+
+    assert world.iterate(blobs=blobs).outcomes == {"u1": "idle"}
+
+    assert saved(world) == expected(attachments)
+    assert account.ledger.commands["UID FETCH"] == 3
+    assert blobs.waited == [True, True, True]
+
+
+class FullDisk(FileBlobStore):
+    """A blob store on a disk that is full until `full` is cleared."""
+
+    full = True
+
+    def commit(self, writer: BlobWriter[Any]) -> str:
+        if self.full:
+            raise OSError(28, "No space left on device")
+        return super().commit(writer)
+
+
+def test_a_part_that_cannot_be_stored_fails_the_batch_and_leaves_nothing_behind(
+    world: World,
+) -> None:
+    world.add_account(EMAIL, "u1")
+    attachments = [{"a.bin": b"A" * 5000}, {"b.bin": b"B" * 6000, "c.bin": b"C" * 7000}]
+    deliver(world, attachments)
+    blobs = FullDisk(world.settings.blob_dir)
+
+    assert world.iterate(blobs=blobs).outcomes == {"u1": "error"}
+    assert "No space left on device" in world.status("u1")["last_error"]["message"]
+    assert saved(world) == set()
+    assert list((world.settings.blob_dir / "tmp").iterdir()) == []
+
+    blobs.full = False
+    world.make_due("u1")
+    assert world.iterate(blobs=blobs).outcomes == {"u1": "idle"}
+    assert saved(world) == expected(attachments)
+
+
+def test_a_big_part_cut_short_is_discarded_and_fetched_again(world: World) -> None:
+    settings = world.settings.model_copy(update={"chunk_size": 2**14})
+    world.add_account(EMAIL, "u1")
+    attachments = [{"big.bin": bytes(range(256)) * 256}]  # 64 KiB: 7 partial fetches
+    deliver(world, attachments)
+    cut = Fault(FaultKind.DISCONNECT, commands={"UID FETCH"}, after_bytes=40_000, times=1)
+    world.gmail.account(EMAIL).faults.add(cut)
+
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+
+    assert world.gmail.ledger.sessions_opened == 2
+    assert saved(world) == expected(attachments)
+    assert list((world.settings.blob_dir / "tmp").iterdir()) == []
 
 
 def test_only_what_a_rule_wants_is_downloaded(world: World) -> None:

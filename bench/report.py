@@ -436,8 +436,9 @@ SHORTFALLS = {
         "10x: the check is the cost per due account. The crawler's own work per due account is "
         "constant (the MongoDB commands column), but mongomock, and the embedded stand-in that "
         "answers with it, scans a collection for every find and update, so each of those "
-        "commands costs in proportion to all accounts. On MongoDB they are index lookups; "
-        "`python -m bench.scheduling` is the place to measure one."
+        "commands costs in proportion to all accounts. On MongoDB they are index lookups: "
+        "`tests/integration/test_scheduling_indexes.py` checks every query of a pass against "
+        "the indexes (and runs on a real server where `MONGODB_URL` is set)."
     ),
     "one worker keeps": (
         "A quiet re-crawl is three round trips after login (LIST, EXAMINE, LOGOUT) plus the "

@@ -50,6 +50,9 @@ class _Command:
     encoded: int = 0
 
 
+DECODE_SLICE = 2**20  # bytes of an answer decoded at once
+
+
 Plan = tuple[list[tuple[list[int], tuple[str, ...]]], list[Wanted]]
 
 
@@ -208,9 +211,11 @@ class _Blob:
         self.writer = blobs.writer()
 
     def feed(self, chunk: bytes) -> list[Fetched]:
-        """Decode and write `chunk`; nothing is stored yet."""
+        """Decode and write `chunk`, a slice at a time (decoding copies what it is given);
+        nothing is stored yet."""
         try:
-            self.writer.write(self.decoder.feed(chunk))
+            for start in range(0, len(chunk), DECODE_SLICE):
+                self.writer.write(self.decoder.feed(chunk[start : start + DECODE_SLICE]))
         except BaseException:
             self.discard()
             raise

@@ -6,7 +6,9 @@ bigger than the chunk size streams in `<offset.length>` partial fetches. An answ
 decoded, hashed and stored on a thread of their own while the next command is on the wire, so
 memory holds at most two answers: bounded by the budget and the chunk size, never by the
 attachment. When Gmail could not FETCH some messages of a command, each is fetched alone, and
-one it never serves is reported, not retried.
+one it never serves is reported, not retried. A message that another client expunged after its
+structure was read comes back without data (Dovecot: `BODY[2] NIL`): it is no loss and no
+failure.
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class Fetched:
     blob: str
     sha256: str
     size: int
+
+
+class _Unserved(Exception):
+    """The server answered a download without the data of `uids`, `asked` UIDs in all."""
+
+    def __init__(self, uids: list[int], what: str, asked: int) -> None:
+        super().__init__(f"no data for {what} of UIDs {uids}")
+        self.uids, self.what, self.asked = uids, what, asked
 
 
 @dataclass
@@ -130,8 +140,8 @@ class Downloader:
         alone: bool = False,
     ) -> Iterator[Fetched]:
         """`fetch(uids)`; when Gmail could not FETCH some of them, once more each UID alone,
-        then `failed`. (A fetch fails before anything of its own is stored: its answer is
-        checked first, or its blob discarded.)"""
+        then `failed` (such a fetch has stored nothing of its own: its answer is checked first,
+        or its blob discarded). UIDs answered without data: `_unserved`."""
         try:
             yield from fetch(uids)
         except PartialFetch as error:
@@ -140,6 +150,18 @@ class Downloader:
                 return
             for uid in uids:
                 yield from self._narrowed([uid], fetch, alone=True)
+        except _Unserved as error:
+            self._unserved(error)
+
+    def _unserved(self, error: _Unserved) -> None:
+        """Messages the folder no longer holds were deleted meanwhile: nothing to save. One it
+        still holds failed, unless no UID of a command for several got data: the server's fault,
+        so the batch is retried."""
+        held = sorted(self.session.present(error.uids))
+        if held and len(error.uids) == error.asked > 1:
+            raise ProtocolError(f"the server sent no data for {error.what} of any of UIDs {held}")
+        for uid in held:
+            self.failed(uid, ProtocolError(f"UID {uid}: the server sent no data for {error.what}"))
 
     def _small(
         self,
@@ -150,15 +172,22 @@ class Downloader:
     ) -> Iterator[Fetched]:
         response = self.session.fetch(uids, [f"BODY.PEEK[{part}]" for part in parts])
         self.progress()
-        bodies = []
+        bodies: list[tuple[Wanted, bytes]] = []
+        unserved = []
         for uid in uids:
             data = response.get(uid, {})
-            for part in parts:
-                body = data.get(f"BODY[{part}]".encode())
-                if not isinstance(body, bytes):
-                    raise ProtocolError(f"UID {uid}: the server sent no data for part {part}")
-                bodies.append((by_key[(uid, part)], body))
+            served = [
+                (by_key[(uid, part)], body)
+                for part in parts
+                if isinstance(body := data.get(f"BODY[{part}]".encode()), bytes)
+            ]
+            if len(served) == len(parts):
+                bodies += served
+            else:
+                unserved.append(uid)
         yield from storer.submit(partial(self._whole, bodies))
+        if unserved:
+            raise _Unserved(unserved, f"part {' '.join(parts)}", len(uids))
 
     def _whole(self, bodies: list[tuple[Wanted, bytes]]) -> list[Fetched]:
         stored = []
@@ -193,7 +222,7 @@ class Downloader:
             self.progress()
             body = data.get(f"BODY[{item.part.part}]<{offset}>".encode())
             if not isinstance(body, bytes):
-                raise ProtocolError(f"UID {item.uid}: no data for {section}")
+                raise _Unserved([item.uid], section, 1)
             yield body
             if len(body) < self.chunk:
                 return

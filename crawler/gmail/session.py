@@ -159,6 +159,12 @@ class ImapSession:
         # `n:*` always includes the highest UID, even when it is below n.
         return sorted(uid for uid in found if uid > above_uid)
 
+    def present(self, uids: Sequence[int]) -> set[int]:
+        """Which of `uids` the folder still holds (one UID SEARCH)."""
+        wanted = set(uids)
+        criteria = ["UID", ",".join(map(str, sorted(wanted)))]
+        return set(self._call("search", lambda: self.client.search(criteria))) & wanted
+
     def metadata(self, uids: Sequence[int], *, gmail: bool) -> dict[int, MessageMeta]:
         """Metadata of `uids` in one UID FETCH."""
         items = [*METADATA_ITEMS, *(GMAIL_ITEMS if gmail else ())]

@@ -295,6 +295,48 @@ def test_a_batch_every_message_of_which_fails_alone_is_the_server_s_error(
     assert world.stored("victim") == {}
 
 
+def download_fetch(line: bytes) -> bool:
+    return b" UID FETCH " in line and b"BODY.PEEK[2]" in line
+
+
+@pytest.mark.parametrize("chunk", [2**20, 4], ids=["whole-part", "partial-fetches"])
+def test_a_download_without_the_data_of_a_message_it_still_holds_fails_that_message(
+    world: World, front: Callable[..., HostileFront], chunk: int
+) -> None:
+    """OK, and no data: the message is still there (UID SEARCH finds it), so it failed."""
+    hostile = front(download_fetch, Answer(tagged_ok(b"* 1 FETCH (UID 1 BODY[2] NIL)\r\n")))
+    world.settings = world.settings.model_copy(update={"chunk_size": chunk})
+
+    outcomes, _ = crawl(world)
+
+    assert hostile.hits == 1
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "idle"
+    [failed] = world.status("victim")["failed_uids"]
+    assert (failed["uid"], failed["error"]) == (1, "ProtocolError")
+    what = "BODY.PEEK[2]<0.4>" if chunk == 4 else "part 2"
+    assert f"no data for {what}" in failed["message"]
+    assert world.stored("victim") == {}
+
+
+def test_a_download_without_the_data_of_any_of_several_messages_is_the_server_s_error(
+    world: World, front: Callable[..., HostileFront]
+) -> None:
+    world.gmail.account(VICTIM).add_message(build_message(attachments={"b.pdf": b"%PDF-2"}))
+    front(download_fetch, Answer(tagged_ok(b"")))
+
+    outcomes, _ = crawl(world)
+
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "error"  # nothing skipped: the next crawl tries them again
+    assert (
+        "no data for part 2 of any of UIDs [1, 2]"
+        in world.status("victim")["last_error"]["message"]
+    )
+    assert not world.status("victim").get("failed_uids")
+    assert world.stored("victim") == {}
+
+
 def test_a_connection_out_of_step_is_not_used_again(
     world: World, front: Callable[..., HostileFront]
 ) -> None:

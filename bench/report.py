@@ -430,10 +430,10 @@ SHORTFALLS = {
     ),
     "50 ms: within 1.5x": (
         "The floor sends every command at once and already knows which parts to fetch; the "
-        "crawler searches, reads the structures and waits for each answer: a few more commands "
-        "than the floor's (one per set of part numbers and per 8 MiB of a big part), each a "
-        "round trip. Its decoding, hashing and fsyncs already overlap the next command. A "
-        "streaming literal reader (one command per big part) would close most of the rest."
+        "crawler searches, reads the structures and waits for each answer (one command per set "
+        "of part numbers, and one per big part, as the floor), each a round trip. Its decoding, "
+        "hashing and fsyncs already overlap the next command, and a big part streams to disk "
+        "as it arrives; what is left is the search, the structures and its records."
     ),
     "scheduling pass": (
         "With 1 % due the 100,000 pass has ten times the due accounts, so O(due) itself predicts "

@@ -95,7 +95,12 @@ class Settings(BaseSettings):
     download_budget: int = _env(
         "CRAWLER_DOWNLOAD_BUDGET", 16 * 2**20, "encoded bytes of parts per download command"
     )
-    chunk_size: int = _env("CRAWLER_CHUNK_SIZE", 8 * 2**20, "bytes per partial fetch of a big part")
+    stream_size: int = _env(
+        "CRAWLER_STREAM_SIZE",
+        8 * 2**20,
+        "a bigger part is fetched alone, streamed to disk as it arrives",
+        ge=1,
+    )
     max_attachment_size: int = _env(
         "CRAWLER_MAX_ATTACHMENT_SIZE", 50 * 2**20, "larger attachments are skipped and recorded"
     )

@@ -119,7 +119,7 @@ class GmailCrawler:
             port,
             tls=tls,
             timeout=self.settings.imap_timeout,
-            max_literal=max(self.settings.download_budget, self.settings.chunk_size) + 2**16,
+            max_literal=max(self.settings.download_budget, self.settings.stream_size) + 2**16,
             ca_file=str(self.settings.imap_ca_file) if self.settings.imap_ca_file else None,
         )
 
@@ -262,7 +262,7 @@ class GmailCrawler:
             session,
             self.blobs,
             self.settings.download_budget,
-            self.settings.chunk_size,
+            self.settings.stream_size,
             self._recheck,
             progress=self._keep_lease,
             failed=self._failed,

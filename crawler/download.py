@@ -2,13 +2,13 @@
 
 Small parts of messages that want the same part numbers share one `UID FETCH` (most messages
 keep their attachment at part 2, so a batch usually downloads in one or two commands). A part
-bigger than the chunk size streams in `<offset.length>` partial fetches. An answer's parts are
-decoded, hashed and stored on a thread of their own while the next command is on the wire, so
-memory holds at most two answers: bounded by the budget and the chunk size, never by the
-attachment. When Gmail could not FETCH some messages of a command, each is fetched alone, and
-one it never serves is reported, not retried. A message that another client expunged after its
-structure was read comes back without data (Dovecot: `BODY[2] NIL`): it is no loss and no
-failure.
+bigger than the stream size has a command of its own, and its literal goes to the blob store a
+piece at a time as it comes off the wire. An answer's parts are decoded, hashed and stored on a
+thread of their own while the next command is on the wire, so memory holds at most two answers
+(each within the budget) or two pieces of a big part, never a whole attachment. When Gmail
+could not FETCH some messages of a command, each is fetched alone, and one it never serves is
+reported, not retried. A message that another client expunged after its structure was read
+comes back without data (Dovecot: `BODY[2] NIL`): it is no loss and no failure.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from crawler.blobs import BlobStore
 from crawler.decode import PartDecoder
 from crawler.errors import CrawlerError, PartialFetch, ProtocolError
 from crawler.gmail.session import ImapSession
+from crawler.gmail.wire import LiteralSink
 from crawler.mime import AttachmentPart
 
 
@@ -66,12 +67,13 @@ DECODE_SLICE = 2**20  # bytes of an answer decoded at once
 Plan = tuple[list[tuple[list[int], tuple[str, ...]]], list[Wanted]]
 
 
-def plan(wanted: Sequence[Wanted], budget: int, chunk: int) -> Plan:
-    """Group small parts into commands (UIDs, part numbers) under `budget`; big ones apart."""
+def plan(wanted: Sequence[Wanted], budget: int, stream_size: int) -> Plan:
+    """Group small parts into commands (UIDs, part numbers) under `budget`; the parts over
+    `stream_size` apart."""
     sections: dict[int, list[Wanted]] = defaultdict(list)
     big = []
     for item in wanted:
-        if item.part.encoded_size > chunk:
+        if item.part.encoded_size > stream_size:
             big.append(item)
         else:
             sections[item.uid].append(item)
@@ -96,7 +98,8 @@ class Downloader:
 
     `recheck` gives the rules that keep a part at its exact decoded size (BODYSTRUCTURE only
     gives the encoded size); a part no rule keeps any more is discarded before it is stored.
-    `progress` is called after every answer: a long download keeps the account's lease with it.
+    `progress` is called after every answer and every piece of a big part: a long download
+    keeps the account's lease with it.
     `failed` hears of each UID whose parts Gmail could not FETCH even alone.
     """
 
@@ -105,7 +108,7 @@ class Downloader:
         session: ImapSession,
         blobs: BlobStore,
         budget: int,
-        chunk: int,
+        stream_size: int,
         recheck: Recheck,
         *,
         progress: Callable[[], None] = lambda: None,
@@ -114,7 +117,7 @@ class Downloader:
         self.session = session
         self.blobs = blobs
         self.budget = budget
-        self.chunk = chunk
+        self.stream_size = stream_size
         self.recheck = recheck
         self.progress = progress
         self.failed = failed
@@ -122,7 +125,7 @@ class Downloader:
     def download(self, wanted: Sequence[Wanted]) -> Iterator[Fetched]:
         """Each wanted part, decoded and stored; ProtocolError for a part the server omits."""
         by_key = {(item.uid, item.part.part): item for item in wanted}
-        commands, big = plan(wanted, self.budget, self.chunk)
+        commands, big = plan(wanted, self.budget, self.stream_size)
         with _Storer() as storer:
             for uids, parts in commands:
                 small = partial(self._small, parts=parts, by_key=by_key, storer=storer)
@@ -204,29 +207,53 @@ class Downloader:
             yield from self._streamed(by_uid[uid], storer)
 
     def _streamed(self, item: Wanted, storer: _Storer) -> Iterator[Fetched]:
+        """A big part in one command, its literal stored a piece at a time as it arrives."""
         blob = _Blob(self.blobs, item, self.recheck)
+        stream = _Stream(storer, blob, self.progress)
+        section = f"BODY[{item.part.part}]"
+        # Gmail serves the size that BODYSTRUCTURE gives; far more is not that part.
+        sink = LiteralSink(section.encode(), 2 * item.part.encoded_size + 2**16, stream.write)
         try:
-            for chunk in self._chunks(item):
-                yield from storer.submit(partial(blob.feed, chunk))
+            data = self.session.fetch([item.uid], [f"BODY.PEEK[{item.part.part}]"], sink=sink)
+            self.progress()
+            yield from stream.stored
+            if stream.error is not None:
+                raise stream.error
+            body = data.get(item.uid, {}).get(section.encode())
+            if not isinstance(body, bytes):
+                raise _Unserved([item.uid], f"part {item.part.part}", 1)
+            if body:  # sent in the line, not as a literal
+                yield from storer.submit(partial(blob.feed, body))
             yield from storer.submit(blob.finish)
         except BaseException:
             storer.settle()
             blob.discard()
             raise
 
-    def _chunks(self, item: Wanted) -> Iterator[bytes]:
-        offset = 0
-        while True:
-            section = f"BODY.PEEK[{item.part.part}]<{offset}.{self.chunk}>"
-            data = self.session.fetch([item.uid], [section]).get(item.uid, {})
+
+class _Stream:
+    """The pieces of a big part's literal, handed to the storer as they come off the wire.
+
+    It never raises: the session reads the literal to its end whatever happens, to keep the
+    connection in step, so an error (a full disk, a lost lease) waits in `error` for the end
+    of the command, and what earlier jobs stored waits in `stored`.
+    """
+
+    def __init__(self, storer: _Storer, blob: _Blob, progress: Callable[[], None]) -> None:
+        self.storer = storer
+        self.blob = blob
+        self.progress = progress
+        self.stored: list[Fetched] = []
+        self.error: Exception | None = None
+
+    def write(self, piece: bytes) -> None:
+        if self.error is not None:
+            return
+        try:
+            self.stored += self.storer.submit(partial(self.blob.feed, piece))
             self.progress()
-            body = data.get(f"BODY[{item.part.part}]<{offset}>".encode())
-            if not isinstance(body, bytes):
-                raise _Unserved([item.uid], section, 1)
-            yield body
-            if len(body) < self.chunk:
-                return
-            offset += len(body)
+        except Exception as error:  # raised once the command has ended
+            self.error = error
 
 
 class _Blob:
@@ -273,7 +300,7 @@ class _Storer:
 
     Decoding, hashing, writing and syncing an answer's parts overlap the next command's round
     trip instead of delaying it. Jobs run one at a time in order, and at most one waits, so
-    memory holds at most two answers (two chunks of a big part).
+    memory holds at most two answers (two pieces of a big part).
     """
 
     def __init__(self) -> None:

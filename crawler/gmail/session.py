@@ -28,7 +28,7 @@ from crawler.errors import (
     ProtocolError,
     Transient,
 )
-from crawler.gmail.wire import TappedIMAPClient, WireTap
+from crawler.gmail.wire import LiteralSink, TappedIMAPClient, WireTap
 
 T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -174,9 +174,16 @@ class ImapSession:
         except (KeyError, TypeError, ValueError) as error:
             raise ProtocolError(f"FETCH answer lacks {error}") from None
 
-    def fetch(self, uids: Sequence[int], items: Sequence[str]) -> dict[int, dict[bytes, Any]]:
-        """A raw UID FETCH of `items` (BODY.PEEK sections) for `uids`."""
-        return dict(self._call("fetch", lambda: self.client.fetch(list(uids), list(items))))
+    def fetch(
+        self, uids: Sequence[int], items: Sequence[str], *, sink: LiteralSink | None = None
+    ) -> dict[int, dict[bytes, Any]]:
+        """A raw UID FETCH of `items` (BODY.PEEK sections) for `uids`; the literal that `sink`
+        marks goes to it as it arrives, and its item's value is then empty."""
+        self.tap.sink = sink
+        try:
+            return dict(self._call("fetch", lambda: self.client.fetch(list(uids), list(items))))
+        finally:
+            self.tap.sink = None
 
     def logout(self) -> None:
         """LOGOUT, and close the socket even when the connection is already gone."""

@@ -3,12 +3,15 @@
 IMAPClient hides the tagged OK text of most commands and reads a literal cut short by a dropped
 connection as if it were data, so the session watches the wire itself: every line and literal
 goes through `WireTap`, which remembers `[THROTTLED]` and the first error Gmail signalled.
+A big part's literal can go to a `LiteralSink` a piece at a time instead of into memory; IMAPClient
+then reads that item as empty.
 """
 
 from __future__ import annotations
 
 import imaplib
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +20,28 @@ from imapclient import IMAPClient, imap4, tls
 from crawler.errors import CrawlerError, ProtocolError, Throttled
 from crawler.gmail.classify import classify
 
+LITERAL_PIECE = 2**18  # bytes of a streamed literal read and handed on at once
+
+
+@dataclass
+class LiteralSink:
+    """Takes the literal that follows `marker` (`BODY[2]`) a piece at a time as it comes off
+    the wire, so that it is never held whole: one literal of at most `limit` bytes. `write`
+    must not raise (the literal is read to its end whatever it does, to keep the connection
+    in step)."""
+
+    marker: bytes
+    limit: int
+    write: Callable[[bytes], None]
+    size: int | None = None  # as announced, once the literal came
+
 
 @dataclass
 class WireTap:
     """What one session has seen on the wire."""
 
     max_literal: int
+    sink: LiteralSink | None = None
     commands: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
@@ -74,12 +93,21 @@ class _Tapped:
         self.tap.commands += 1
         return super()._new_tag()  # type: ignore[misc, no-any-return]  # imaplib is untyped here
 
+    _line = b""  # the last line read: a literal's size ends it
+    _sunk = False  # the literal just read went to the sink
+
     def readline(self) -> bytes:
         line: bytes = super().readline()  # type: ignore[misc]  # imaplib is untyped here
         self.tap.line(line)
+        self._line = line
         return line
 
     def read(self, size: int) -> bytes:
+        sink = self.tap.sink
+        if sink and self._line.rstrip(b"\r\n").endswith(b"%s {%d}" % (sink.marker, size)):
+            self._stream(sink, size)
+            self._sunk = True
+            return b""
         if size > self.tap.max_literal:
             reason = f"a literal of {size} bytes is over the limit of {self.tap.max_literal}"
             self.tap.refuse(reason)  # the same answer would come again: no retry
@@ -87,6 +115,28 @@ class _Tapped:
         data: bytes = super().read(size)  # type: ignore[misc]  # imaplib is untyped here
         self.tap.literal(data, size)
         return data
+
+    def _stream(self, sink: LiteralSink, size: int) -> None:
+        if sink.size is not None or size > sink.limit:
+            reason = f"a streamed literal of {size} bytes, over {sink.limit} or not the first"
+            self.tap.refuse(reason)
+            raise imaplib.IMAP4.abort(reason)
+        sink.size = left = size
+        while left:
+            want = min(left, LITERAL_PIECE)
+            piece: bytes = super().read(want)  # type: ignore[misc]  # imaplib is untyped here
+            self.tap.literal(piece, want)
+            if not piece:
+                return  # the connection closed inside the literal: imaplib sees EOF next
+            sink.write(piece)
+            left -= len(piece)
+
+    def _append_untagged(self, typ: str, dat: Any) -> None:
+        if self._sunk:  # (line ending `{size}`, literal): the literal is now empty
+            self._sunk = False
+            line, _ = dat
+            dat = (line[: line.rindex(b"{")] + b"{0}", b"")
+        super()._append_untagged(typ, dat)  # type: ignore[misc]  # imaplib is untyped here
 
     def send(self, data: bytes) -> None:
         self.tap.bytes_out += len(data)

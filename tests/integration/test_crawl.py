@@ -229,15 +229,73 @@ def test_a_part_that_cannot_be_stored_fails_the_batch_and_leaves_nothing_behind(
     assert saved(world) == expected(attachments)
 
 
-def test_a_big_part_cut_short_is_discarded_and_fetched_again(world: World) -> None:
-    settings = world.settings.model_copy(update={"chunk_size": 2**14})
+class FillingDisk(FileBlobStore):
+    """A blob store whose disk is full once `room` bytes were written, until `room` is None."""
+
+    room: int | None = 2**16
+
+    def writer(self) -> BlobWriter[Any]:
+        writer = super().writer()
+        write = writer.staging.write
+
+        def limited(data: bytes) -> None:
+            if self.room is not None and writer.size + len(data) > self.room:
+                raise OSError(28, "No space left on device")
+            write(data)
+
+        writer.staging.write = limited  # type: ignore[method-assign]
+        return writer
+
+
+def test_a_disk_that_fills_up_inside_a_streamed_part_fails_the_batch_and_nothing_else(
+    world: World,
+) -> None:
+    """The literal is read to its end all the same, so the session stays in step: the crawl
+    ends in one clear error without a reconnect, leaves nothing behind, and resumes later."""
+    settings = world.settings.model_copy(update={"stream_size": 2**14})
     world.add_account(EMAIL, "u1")
-    attachments = [{"big.bin": bytes(range(256)) * 256}]  # 64 KiB: 7 partial fetches
+    attachments = [{"big.bin": bytes(range(256)) * 1024}]  # 256 KiB, streamed
+    deliver(world, attachments)
+    blobs = FillingDisk(world.settings.blob_dir)
+
+    assert world.iterate(settings=settings, blobs=blobs).outcomes == {"u1": "error"}
+    assert "No space left on device" in world.status("u1")["last_error"]["message"]
+    assert world.gmail.ledger.sessions_opened == 1
+    assert world.gmail.ledger.commands["LOGOUT"] == 1  # the session ended in step
+    assert saved(world) == set()
+    assert list((world.settings.blob_dir / "tmp").iterdir()) == []
+
+    blobs.room = None
+    world.make_due("u1")
+    assert world.iterate(settings=settings, blobs=blobs).outcomes == {"u1": "idle"}
+    assert saved(world) == expected(attachments)
+
+
+def test_a_big_part_is_one_command_whatever_its_size(world: World) -> None:
+    settings = world.settings.model_copy(update={"stream_size": 2**14})
+    world.add_account(EMAIL, "u1")
+    attachments = [{"big.bin": bytes(range(256)) * 4096}, {"small.bin": b"s" * 100}]  # 1 MiB
+    deliver(world, attachments)
+
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+
+    assert saved(world) == expected(attachments)
+    fetches = [line for line in world.gmail.ledger.lines if b" UID FETCH " in line]
+    assert len(fetches) == 3  # metadata, the small part, the big part
+    assert not any(b"]<" in line for line in fetches)  # no partial fetches
+
+
+def test_a_big_part_cut_short_is_discarded_and_fetched_again(world: World) -> None:
+    settings = world.settings.model_copy(update={"stream_size": 2**14})
+    world.add_account(EMAIL, "u1")
+    attachments = [{"big.bin": bytes(range(256)) * 256}]  # 64 KiB: streamed
     deliver(world, attachments)
     cut = Fault(FaultKind.DISCONNECT, commands={"UID FETCH"}, after_bytes=40_000, times=1)
     world.gmail.account(EMAIL).faults.add(cut)
 
-    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}, world.status("u1")[
+        "last_error"
+    ]
 
     assert world.gmail.ledger.sessions_opened == 2
     assert saved(world) == expected(attachments)
@@ -345,13 +403,13 @@ def test_a_shutdown_stops_between_batches_and_the_next_crawl_resumes(world: Worl
 
 
 def test_the_lease_outlives_a_batch_that_downloads_for_longer_than_its_ttl(world: World) -> None:
-    """A slow download renews the account's lease as it goes, so no other worker takes the
-    account over in the middle of a batch (its ack would then be refused)."""
-    settings = world.settings.model_copy(update={"lease_ttl": 0.5, "chunk_size": 2**14})
+    """A slow download renews the account's lease as it goes, even inside one big part, so no
+    other worker takes the account over in the middle of a batch (its ack would be refused)."""
+    settings = world.settings.model_copy(update={"lease_ttl": 0.5, "stream_size": 2**14})
     world.add_account(EMAIL, "u1")
-    deliver(world, [{"big.bin": bytes(range(256)) * 1024}])  # 256 KiB: 23 partial fetches
-    world.gmail.account(EMAIL).faults.latency = 0.05  # about 1.2 s of downloading
+    deliver(world, [{"big.bin": bytes(range(256)) * 4096}])  # 1 MiB, 1.4 MB encoded
+    world.gmail.account(EMAIL).faults.bandwidth = 10**6  # about 1.4 s for the one command
 
     assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
 
-    assert [doc["size"] for doc in world.stored("u1").values()] == [256 * 1024]
+    assert [doc["size"] for doc in world.stored("u1").values()] == [2**20]

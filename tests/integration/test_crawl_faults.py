@@ -130,9 +130,9 @@ def test_a_message_gmail_never_fetches_is_recorded(mailbox: World) -> None:
 
 
 @pytest.mark.parametrize("times", [1, None], ids=["once", "always"])
-@pytest.mark.parametrize("chunk", [2**20, 1024], ids=["whole-parts", "partial-fetches"])
+@pytest.mark.parametrize("stream_size", [2**20, 1024], ids=["whole-parts", "streamed"])
 def test_a_download_gmail_cannot_fetch_for_one_message_spares_the_others(
-    mailbox: World, times: int | None, chunk: int
+    mailbox: World, times: int | None, stream_size: int
 ) -> None:
     """Gmail's `Some messages could not be FETCHed` on a download narrows down to that UID: the
     batch's other parts are stored, and a UID Gmail never serves is recorded, not retried."""
@@ -140,7 +140,7 @@ def test_a_download_gmail_cannot_fetch_for_one_message_spares_the_others(
         FaultKind.PARTIAL_FETCH, commands={"UID FETCH"}, uids={3}, after_commands=1, times=times
     )
     mailbox.gmail.account(EMAIL).faults.add(after_metadata)
-    settings = mailbox.settings.model_copy(update={"chunk_size": chunk})
+    settings = mailbox.settings.model_copy(update={"stream_size": stream_size})
 
     outcomes = mailbox.iterate(settings=settings).outcomes
 

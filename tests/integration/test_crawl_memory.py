@@ -1,8 +1,8 @@
-"""Memory stays bounded by the chunk size: a 25 MB attachment, crawled in its own process.
+"""Memory does not follow the attachment's size: a 25 MB attachment, crawled in its own process.
 
-At most the chunk being read and the one being decoded are held, the latter decoded a slice at
-a time: with the default 8 MiB chunks the crawl grows by less than three chunks (35 MB of
-base64 cross the wire).
+The part is bigger than the stream size, so its literal (35 MB of base64) goes to the blob
+store a piece at a time as it comes off the wire: at most the piece being read and the one
+being decoded are held, and the crawl grows by a few megabytes (3 MB when measured).
 """
 
 import hashlib
@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from config import Settings
 from crawler.oauth import TokenCipher
 from crawler.testing import tokens
 from crawler.testing.fakegmail import FakeGmail
@@ -26,6 +25,7 @@ from crawler.testing.fakegmail import FakeGmail
 pytestmark = pytest.mark.integration
 
 SIZE = 25 * 2**20
+GROWTH_BOUND = 6 * 2**20  # twice what was measured; a tenth of what a whole part would take
 CRAWL = r"""
 import json, re, sys, mongomock, redis
 from crawler.iterate import CrawlIterator
@@ -48,7 +48,7 @@ print(json.dumps({"outcome": outcome, "growth_kb": after - before, "sha256": sto
 
 
 @pytest.mark.timeout(120)
-def test_a_25_mb_attachment_grows_rss_by_less_than_three_chunks(
+def test_a_25_mb_attachment_grows_rss_by_a_few_megabytes(
     fake_gmail: FakeGmail, redis_prefix: str, tmp_path: Path
 ) -> None:
     message = EmailMessage()
@@ -82,4 +82,4 @@ def test_a_25_mb_attachment_grows_rss_by_less_than_three_chunks(
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["outcome"] == {"big": "idle"}
     assert report["sha256"] == hashlib.sha256(content).hexdigest()
-    assert 0 < report["growth_kb"] * 1024 < 3 * Settings().chunk_size, report
+    assert 0 < report["growth_kb"] * 1024 < GROWTH_BOUND, report

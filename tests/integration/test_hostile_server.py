@@ -299,13 +299,13 @@ def download_fetch(line: bytes) -> bool:
     return b" UID FETCH " in line and b"BODY.PEEK[2]" in line
 
 
-@pytest.mark.parametrize("chunk", [2**20, 4], ids=["whole-part", "partial-fetches"])
+@pytest.mark.parametrize("stream_size", [2**20, 4], ids=["in-a-group", "streamed"])
 def test_a_download_without_the_data_of_a_message_it_still_holds_fails_that_message(
-    world: World, front: Callable[..., HostileFront], chunk: int
+    world: World, front: Callable[..., HostileFront], stream_size: int
 ) -> None:
     """OK, and no data: the message is still there (UID SEARCH finds it), so it failed."""
     hostile = front(download_fetch, Answer(tagged_ok(b"* 1 FETCH (UID 1 BODY[2] NIL)\r\n")))
-    world.settings = world.settings.model_copy(update={"chunk_size": chunk})
+    world.settings = world.settings.model_copy(update={"stream_size": stream_size})
 
     outcomes, _ = crawl(world)
 
@@ -314,9 +314,32 @@ def test_a_download_without_the_data_of_a_message_it_still_holds_fails_that_mess
     assert outcomes["victim"] == "idle"
     [failed] = world.status("victim")["failed_uids"]
     assert (failed["uid"], failed["error"]) == (1, "ProtocolError")
-    what = "BODY.PEEK[2]<0.4>" if chunk == 4 else "part 2"
-    assert f"no data for {what}" in failed["message"]
+    assert "no data for part 2" in failed["message"]
     assert world.stored("victim") == {}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"* 1 FETCH (UID 1 BODY[2] {99999999}\r\n",  # far more than BODYSTRUCTURE's 8 bytes
+        b"* 1 FETCH (UID 1 BODY[2] {8}\r\nJVBERi0x BODY[2] {8}\r\nJVBERi0x)\r\n",  # two of it
+    ],
+    ids=["over-the-part-size", "twice"],
+)
+def test_a_streamed_part_that_is_not_the_part_it_announced_is_refused(
+    world: World, front: Callable[..., HostileFront], answer: bytes
+) -> None:
+    hostile = front(download_fetch, Answer(lambda _: answer, then="stall"))
+    world.settings = world.settings.model_copy(update={"stream_size": 4})
+
+    outcomes, elapsed = crawl(world)
+
+    assert hostile.hits == 1
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "error"
+    assert "streamed literal" in world.status("victim")["last_error"]["message"]
+    assert world.stored("victim") == {}
+    assert elapsed < TIMEOUT + 5
 
 
 def test_a_download_without_the_data_of_any_of_several_messages_is_the_server_s_error(

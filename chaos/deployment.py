@@ -40,8 +40,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 # The crawler's settings for a run: production's proportions, on a scale of seconds, so that
 # backoffs end and leases expire within the run. The lease outlives two socket timeouts, as in
-# production (120 s and 60 s).
+# production (120 s and 60 s). Attachments over 64 KiB stream, so that resets and truncated
+# literals land inside streamed parts too.
 SETTINGS: Mapping[str, str] = {
+    "CRAWLER_STREAM_SIZE": "65536",
     "CRAWLER_IMAP_TIMEOUT": "2",
     "CRAWLER_LEASE_TTL": "4",
     "CRAWLER_HEARTBEAT_TTL": "3",

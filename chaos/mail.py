@@ -59,7 +59,7 @@ def corpus() -> tuple[CorpusMessage, ...]:
 
 
 def fresh_message(rng: random.Random, to: str) -> bytes:
-    """A new message with 1-3 attachments of random bytes (some sizes cross a FETCH chunk)."""
+    """A new message with 1-3 attachments of random bytes (the 150 KB ones stream)."""
     message = EmailMessage()
     message["From"] = "Chaos <chaos@example.com>"
     message["To"] = to

@@ -207,7 +207,11 @@ class Downloader:
             yield from self._streamed(by_uid[uid], storer)
 
     def _streamed(self, item: Wanted, storer: _Storer) -> Iterator[Fetched]:
-        """A big part in one command, its literal stored a piece at a time as it arrives."""
+        """A big part in one command, its literal stored a piece at a time as it arrives.
+
+        What the storer holds is passed on first: once pieces stream, a failed command would
+        take it down with the part."""
+        yield from storer.wait()
         blob = _Blob(self.blobs, item, self.recheck)
         stream = _Stream(storer, blob, self.progress)
         section = f"BODY[{item.part.part}]"
@@ -216,7 +220,6 @@ class Downloader:
         try:
             data = self.session.fetch([item.uid], [f"BODY.PEEK[{item.part.part}]"], sink=sink)
             self.progress()
-            yield from stream.stored
             if stream.error is not None:
                 raise stream.error
             body = data.get(item.uid, {}).get(section.encode())
@@ -236,21 +239,20 @@ class _Stream:
 
     It never raises: the session reads the literal to its end whatever happens, to keep the
     connection in step, so an error (a full disk, a lost lease) waits in `error` for the end
-    of the command, and what earlier jobs stored waits in `stored`.
+    of the command. The storer holds nothing else meanwhile: its pieces store nothing yet.
     """
 
     def __init__(self, storer: _Storer, blob: _Blob, progress: Callable[[], None]) -> None:
         self.storer = storer
         self.blob = blob
         self.progress = progress
-        self.stored: list[Fetched] = []
         self.error: Exception | None = None
 
     def write(self, piece: bytes) -> None:
         if self.error is not None:
             return
         try:
-            self.stored += self.storer.submit(partial(self.blob.feed, piece))
+            self.storer.submit(partial(self.blob.feed, piece))
             self.progress()
         except Exception as error:  # raised once the command has ended
             self.error = error

@@ -342,6 +342,38 @@ def test_a_streamed_part_that_is_not_the_part_it_announced_is_refused(
     assert elapsed < TIMEOUT + 5
 
 
+def test_parts_stored_before_a_streamed_part_gmail_could_not_fetch_are_kept(
+    world: World, front: Callable[..., HostileFront]
+) -> None:
+    """UID 1's small part is still being stored when UID 2's big part starts to stream; Gmail
+    then sends part of UID 2 and `Some messages could not be FETCHed`. UID 2 is fetched again
+    alone, and UID 1's part, stored meanwhile, is recorded all the same."""
+    big = b"%PDF-2" * 100
+    world.gmail.account(VICTIM).add_message(build_message(attachments={"b.pdf": big}))
+    answered: list[bytes] = []
+
+    def first_big_fetch(line: bytes) -> bool:
+        hit = download_fetch(line) and uid_set(line) == [b"2"] and not answered
+        if hit:
+            answered.append(line)
+        return hit
+
+    partial = b"* 2 FETCH (UID 2 BODY[2] {8}\r\nJVBERi0y)\r\n"
+    front(
+        first_big_fetch,
+        Answer(lambda tag: partial + tag + b" NO Some messages could not be FETCHed (Failure)\r\n"),
+    )
+    world.settings = world.settings.model_copy(update={"stream_size": 100})
+
+    outcomes, _ = crawl(world)
+
+    assert len(answered) == 1
+    assert_contained(world, outcomes)
+    assert outcomes["victim"] == "idle", world.status("victim")["last_error"]
+    assert sorted(doc["filename"] for doc in world.stored("victim").values()) == ["a.pdf", "b.pdf"]
+    assert not world.status("victim").get("failed_uids")
+
+
 def test_a_download_without_the_data_of_any_of_several_messages_is_the_server_s_error(
     world: World, front: Callable[..., HostileFront]
 ) -> None:

@@ -13,7 +13,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crawler.decode import PartDecoder
-from crawler.errors import BadInput
 
 pytestmark = pytest.mark.unit
 
@@ -82,11 +81,57 @@ def test_known_encodings_are_accepted_in_any_case(encoding: str) -> None:
     assert PartDecoder(encoding).encoding == encoding.strip().lower()
 
 
-@pytest.mark.parametrize("encoding", ["x-uuencode", "base-64", "", "gzip\r\nX-Evil: 1"])
-def test_unknown_encodings_are_bad_input_naming_them(encoding: str) -> None:
-    with pytest.raises(BadInput, match="unsupported Content-Transfer-Encoding") as error:
-        PartDecoder(encoding)
-    assert repr(encoding) in str(error.value)
+@pytest.mark.parametrize(
+    ("encoding", "shown"),
+    [
+        ("base9000", "'base9000'"),
+        (" X-GZIP64 ", "'x-gzip64'"),
+        ("base-64", "'base-64'"),
+        ("", "''"),
+        ("gzip\r\nX-Evil: 1", "'gzip\\r\\nx-evil: 1'"),
+    ],
+)
+def test_unknown_encodings_are_the_text_as_sent_with_a_warning_naming_them(
+    encoding: str, shown: str
+) -> None:
+    text = b"line one\r\n\xff\x00 =3D QUJD==\r\nbegin 644 x\r\n"
+    decoder = PartDecoder(encoding)
+    decoded = b"".join(
+        [*(decoder.feed(chunk) for chunk in pieces(text, [5, 20])), decoder.finish()]
+    )
+    assert decoded == text == email_decode(encoding.strip(), text)
+    assert decoder.understood is False
+    assert decoder.warnings == [f"unknown Content-Transfer-Encoding {shown}: saved as sent"]
+
+
+def test_a_long_unknown_encoding_is_named_by_its_start() -> None:
+    decoder = PartDecoder("x-" + "z" * 10_000)
+    decoder.finish()
+    [warning] = decoder.warnings
+    assert warning.startswith("unknown Content-Transfer-Encoding 'x-zzz")
+    assert len(warning) < 100
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("base64", b"aGVsbG8gd29ybGQ=\r\n"),
+        ("base64", b"aGVs\r\n"),  # ends on a quantum
+        ("base64", b""),
+        ("quoted-printable", b"caf=C3=A9 =\r\nx=ZZ="),  # what binascii keeps as is is no warning
+        ("7bit", b"abc\r\n"),
+        ("8bit", b"\xff"),
+        ("binary", b"\x00"),
+        ("x-uuencode", b"begin 644 a\r\n#86)C\r\n`\r\nend\r\n"),
+    ],
+)
+def test_known_encodings_decoded_cleanly_give_no_warnings(encoding: str, text: bytes) -> None:
+    decoder = PartDecoder(encoding)
+    decoder.feed(text)
+    decoder.finish()
+    assert decoder.understood is True
+    assert decoder.warnings == []
+    assert decoder.begin_name == ("a" if "uu" in encoding else None)
 
 
 @pytest.mark.parametrize("encoding", ["7bit", "8bit", "binary"])
@@ -129,6 +174,33 @@ def test_base64_table(text: bytes, expected: bytes) -> None:
 @pytest.mark.parametrize("text", [b"aGVsbG8", b"aGVsbA", b"aGVsbG8gd29y\r\nbGQ", b"aGVs bG8="])
 def test_base64_missing_padding_decodes_as_the_email_package_does(text: bytes) -> None:
     assert decode("base64", single_bytes(text)) == email_decode("base64", text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (b"aGVsbG8", b"hello"),  # three characters of a quantum: their two bytes
+        (b"aGVsbA", b"hell"),
+        (b"aGVsbA=", b"hell"),  # half the padding still leaves the quantum open
+        (b"aGVsb", b"hel"),  # a lone character is less than a byte
+        (b"aGVsbG8gd29y\r\nbG", b"hello worl"),
+    ],
+)
+def test_base64_ending_mid_quantum_gives_the_whole_bytes_and_a_warning(
+    text: bytes, expected: bytes
+) -> None:
+    decoder = PartDecoder("base64")
+    decoded = b"".join([*(decoder.feed(chunk) for chunk in single_bytes(text)), decoder.finish()])
+    assert decoded == expected
+    assert decoder.warnings == ["base64 text ends mid-quantum: the part may be truncated"]
+
+
+def test_base64_warnings_are_complete_only_after_finish() -> None:
+    decoder = PartDecoder("base64")
+    assert decoder.feed(b"aGVsbG8") == b"hel"
+    assert decoder.warnings == []
+    assert decoder.finish() == b"lo"
+    assert decoder.warnings == ["base64 text ends mid-quantum: the part may be truncated"]
 
 
 def test_base64_input_after_the_padding_is_ignored() -> None:
@@ -250,3 +322,26 @@ def peak_allocation(encoding: str, chunk: bytes, times: int) -> int:
 )
 def test_memory_follows_the_chunk_size_not_the_part_size(encoding: str, chunk: bytes) -> None:
     assert peak_allocation(encoding, chunk, times=20) < 4 * MB
+
+
+# -- any input -------------------------------------------------------------------------
+
+ENCODINGS = ["base64", "quoted-printable", "7bit", "x-uuencode", "uue", "base9000", ""]
+
+
+@given(
+    st.one_of(st.sampled_from(ENCODINGS), st.text(max_size=20)),
+    cut_text(st.one_of(st.binary(max_size=300), text_over(b"begin 644 x\r\n#86)C=QUJD`~end"))),
+)
+def test_any_encoding_and_any_text_never_raise_and_decode_as_the_whole(
+    encoding: str, example: tuple[bytes, list[int]]
+) -> None:
+    text, cuts = example
+    whole = PartDecoder(encoding)
+    decoded = b"".join([whole.feed(text), whole.finish()])
+    decoder = PartDecoder(encoding)
+    chunked = b"".join([*(decoder.feed(chunk) for chunk in pieces(text, cuts)), decoder.finish()])
+    assert chunked == decoded
+    assert decoder.warnings == whole.warnings
+    assert len(decoder.warnings) <= 3
+    assert all(len(warning) < 100 for warning in decoder.warnings)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from crawler.errors import BadAccount, BadRule
 from crawler.keys import check_user_uuid
+from crawler.mime import ATTACHED_MESSAGE
 
 MAX_QUERY_LENGTH = 2048
 MAX_GLOB_LENGTH = 512
@@ -37,6 +38,8 @@ class AttachmentFacts(Protocol):
     def size(self) -> int: ...
     @property
     def inline(self) -> bool: ...
+    @property
+    def container(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,15 @@ class Rule:
         """Inline images count only for rules that ask for images by content type."""
         return any(pattern.startswith("image/") for pattern in self.content_types)
 
+    @property
+    def wants_attached_messages(self) -> bool:
+        """An attached email is a container, kept whole (as an `.eml`) only for a rule that asks
+        for `message/rfc822` by a content type other than the catch-all `*/*`."""
+        return any(
+            pattern != "*/*" and fnmatch.fnmatchcase(ATTACHED_MESSAGE, pattern)
+            for pattern in self.content_types
+        )
+
     def wants(self, part: AttachmentFacts) -> bool:
         """Whether this rule keeps `part` (its query having found the message)."""
         return self.may_want(part) and (
@@ -106,6 +118,8 @@ class Rule:
     def may_want(self, part: AttachmentFacts) -> bool:
         """Whether this rule keeps `part` under some name: every test but the filename's."""
         if part.inline and not self.wants_images:
+            return False
+        if part.container and not self.wants_attached_messages:
             return False
         if self.content_types and not _type_match(part.content_type, self.content_types):
             return False

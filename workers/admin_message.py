@@ -30,7 +30,9 @@ def eml_parts(raw: bytes) -> list[AttachmentPart]:
     structure = _node(message, "", leaves)
     return [
         replace(part, decoded_size=_decoded_size(leaves[part.part]))
-        for part in attachment_parts(structure)
+        if part.part in leaves
+        else part  # an attached message: its size is the structure's
+        for part in attachment_parts(structure).parts
     ]
 
 
@@ -47,7 +49,8 @@ def _node(message: Message, number: str, leaves: dict[str, Message]) -> tuple[An
     if inner is not None:
         # A forwarded message: its parts are here.1, here.2 ... (here.1 when single part).
         body = _node(inner, here if _is_multipart(inner) else f"{here}.1", leaves)
-        return _leaf(message, [None, body, 0])
+        envelope = (None, _header(inner, "subject"))  # the subject names the attached message
+        return _leaf(message, [envelope, body, 0])
     leaves[here] = message
     return _leaf(message, [0] if message.get_content_maintype() == "text" else [])
 

@@ -33,9 +33,17 @@ def test_the_corpus_is_there() -> None:
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda path: path.stem)
 def test_parts_match_the_sidecar(path: Path) -> None:
-    parts = eml_parts(path.read_bytes())
+    parts = [part for part in eml_parts(path.read_bytes()) if not part.container]
     got = sorted((p.part, p.filename, p.content_type, p.size, p.inline) for p in parts)
     assert got == sidecar_rows(path)
+
+
+def test_an_attached_email_is_a_container_named_by_its_subject() -> None:
+    forwarded = next(path for path in CORPUS if "forwarded-with-attachments" in path.name)
+    [container] = [part for part in eml_parts(forwarded.read_bytes()) if part.container]
+    assert (container.content_type, container.filename) == ("message/rfc822", container.filename)
+    assert container.filename is not None and container.filename.endswith(".eml")
+    assert container.filename != "message.eml"  # named by the attached email's subject
 
 
 def test_sizes_are_exact_not_estimated() -> None:

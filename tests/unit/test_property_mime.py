@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from imapclient.response_parser import parse_fetch_response
 
-from crawler.errors import ProtocolError
+from crawler.errors import BadInput
 from crawler.mime import MAX_DEPTH, attachment_parts, decode_filename, filename_from_mime_header
 
 pytestmark = pytest.mark.unit
@@ -144,10 +144,12 @@ class Message:
         return [head, *self.inner.render(), b" 30 NIL NIL NIL NIL)"]
 
     def expected(self, number: str) -> list[tuple[str, str, str | None, bool]]:
+        """The attached email itself (named by its subject), then its parts under its number."""
         here = number or "1"
+        itself = (here, "message/rfc822", "fwd.eml", False)
         if isinstance(self.inner, Multipart):
-            return self.inner.expected(here)
-        return self.inner.expected(f"{here}.1")
+            return [itself, *self.inner.expected(here)]
+        return [itself, *self.inner.expected(f"{here}.1")]
 
 
 def fetch_response(tree: Any) -> Any:
@@ -239,10 +241,11 @@ def test_well_formed_structures_give_exactly_the_attachment_parts(tree: Any) -> 
     """Property: the parts found are the tree's attachment leaves, in order, each with its
     RFC 3501 part number, lowercase type and decoded filename; a part needs its MIME header
     exactly when the structure gave no name."""
-    found = attachment_parts(fetch_response(tree))
+    found = attachment_parts(fetch_response(tree)).parts
 
     assert [(p.part, p.content_type, p.filename, p.inline) for p in found] == tree.expected("")
     assert all(part.needs_header == (part.filename is None) for part in found)
+    assert all(part.container == (part.content_type == "message/rfc822") for part in found)
     assert len({part.part for part in found}) == len(found)
 
 
@@ -256,30 +259,35 @@ junk = st.recursive(
 
 @FAST
 @given(structure=st.one_of(junk, trees.map(fetch_response)))
-def test_any_structure_gives_parts_or_a_protocol_error(structure: Any) -> None:
-    """Property: no exception but ProtocolError, whatever the nested tuples hold."""
+def test_any_structure_gives_parts_and_unreadable_parts_never_an_exception(structure: Any) -> None:
+    """Property: whatever the nested tuples hold, every part is either found or listed as
+    unreadable with its reason; nothing raises."""
     if not isinstance(structure, tuple | list):
         structure = (structure,)
-    try:
-        found = attachment_parts(structure)
-    except ProtocolError as error:
-        assert str(error).startswith("malformed BODYSTRUCTURE")
-        return
-    for part in found:
+    found = attachment_parts(structure)
+    for part in found.parts:
         assert all(number.isdigit() for number in part.part.split("."))
         assert "/" in part.content_type and part.content_type == part.content_type.lower()
         assert part.size >= 0 or part.encoded_size < 0  # a negative size is the server's
+    for unreadable in found.unreadable:
+        assert all(number.isdigit() for number in unreadable.part.split("."))
+        assert unreadable.reason.startswith("malformed BODYSTRUCTURE")
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 1000, 50_000])
-def test_nesting_beyond_the_limit_is_a_protocol_error_not_a_recursion_error(depth: int) -> None:
+def test_nesting_beyond_the_limit_is_an_unreadable_part_not_a_recursion_error(depth: int) -> None:
     leaf: Any = (b"TEXT", b"PLAIN", None, None, None, b"7BIT", 1, 1)
     structure = leaf
     for _ in range(depth):
         structure = ([structure], b"MIXED")
-    with pytest.raises(ProtocolError, match="nested deeper"):
-        attachment_parts(structure)
+    found = attachment_parts(structure)
+    assert found.parts == []
+    [unreadable] = found.unreadable
+    assert "nested deeper" in unreadable.reason
 
+
+# Pieces of names that mix encoded words with escapes, raw 8-bit and broken words.
+PIECES = [b"=?utf-8?q?x?=", b" ", b"\\ud800", b"\\U0001f600", b"=?utf-8?B?/w==?=", b"\xe9", b"=?"]
 
 params = st.dictionaries(
     st.one_of(
@@ -288,7 +296,10 @@ params = st.dictionaries(
     ),
     st.one_of(
         st.binary(max_size=30),
-        st.sampled_from([b"utf-8''%E2%82%AC", b"x'", b"''", b"%", b"%zz", b"=?utf-8?B?=?="]),
+        st.sampled_from(
+            [b"utf-8''%E2%82%AC", b"x'", b"''", b"%", b"%zz", b"=?utf-8?B?=?=", b"=?utf-8?b?A?="]
+        ),
+        st.lists(st.sampled_from(PIECES), max_size=6).map(b"".join),
     ),
     max_size=6,
 )
@@ -297,9 +308,20 @@ params = st.dictionaries(
 @FAST
 @given(params=params, key=st.sampled_from(["filename", "name"]))
 def test_decoding_any_parameters_gives_text_or_none(params: dict[str, bytes], key: str) -> None:
-    """Property: any parameters decode to a non-empty str or None, never an exception."""
+    """Property: any parameters decode to a non-empty str or None, never an exception, and
+    the str is text a store takes (no lone surrogate)."""
     name = decode_filename(params, key)
     assert name is None or (isinstance(name, str) and name)
+    assert name is None or name.encode("utf-8")
+
+
+@FAST
+@given(name=st.lists(st.sampled_from(PIECES), min_size=1, max_size=8).map(b"".join))
+def test_a_name_of_encoded_words_and_escapes_is_text_a_store_takes(name: bytes) -> None:
+    """Property: whatever mix of encoded words, escapes and 8-bit bytes a name holds, its
+    decoding has no lone surrogate (MongoDB refuses one)."""
+    decoded = decode_filename({"filename": name}, "filename")
+    assert decoded is None or decoded.encode("utf-8")
 
 
 headers = st.one_of(
@@ -329,6 +351,12 @@ headers = st.one_of(
 @FAST
 @given(header=headers)
 def test_a_part_header_gives_a_filename_or_none(header: bytes) -> None:
-    """Property: any bytes Gmail returns for BODY[n.MIME] give a str or None, no exception."""
-    name = filename_from_mime_header(header + b"\r\n\r\n")
+    """Property: any bytes Gmail returns for BODY[n.MIME] give a str or None, or BadInput
+    naming the reason; never another exception, never a lone surrogate."""
+    try:
+        name = filename_from_mime_header(header + b"\r\n\r\n")
+    except BadInput as error:
+        assert "MIME header cannot be read" in str(error)
+        return
     assert name is None or isinstance(name, str)
+    assert name is None or name.encode("utf-8")

@@ -73,6 +73,7 @@ class Part:
     content_type: str
     size: int
     inline: bool
+    container: bool = False
 
 
 parts = st.builds(

@@ -15,6 +15,7 @@ class Part:
     content_type: str = "application/pdf"
     size: int = 1000
     inline: bool = False
+    container: bool = False
 
 
 def rule(**fields: Any) -> Rule:
@@ -40,6 +41,17 @@ def rule(**fields: Any) -> Rule:
         ({"max_size": 999}, Part(size=1000), False),
         ({"min_size": 0, "max_size": 0}, Part(size=0), True),
         ({"enabled": False}, Part(), True),  # enabled is the tester's concern, not wants()
+        # An attached email is a container, kept whole only when a rule asks for its type.
+        ({}, Part(content_type="message/rfc822", container=True), False),
+        ({"content_types": ["*/*"]}, Part(content_type="message/rfc822", container=True), False),
+        (
+            {"content_types": ["message/rfc822"]},
+            Part("a.eml", "message/rfc822", container=True),
+            True,
+        ),
+        ({"content_types": ["message/*"]}, Part("a.eml", "message/rfc822", container=True), True),
+        ({"content_types": ["message/rfc822"]}, Part(), False),
+        ({}, Part("report.txt", "message/delivery-status"), True),
     ],
 )
 def test_wants(fields: dict[str, Any], part: Part, wanted: bool) -> None:

@@ -16,11 +16,12 @@ from typing import Any
 from config import Settings
 from crawler import metrics
 from crawler.blobs import BlobStore
-from crawler.download import Downloader, Fetched, Wanted
+from crawler.download import Downloader, Fetched, Wanted, report_failures
 from crawler.errors import (
     AuthFailed,
     AuthRevoked,
     BadAccount,
+    BadInput,
     ConfigError,
     CrawlerError,
     Interrupted,
@@ -30,14 +31,18 @@ from crawler.errors import (
     WebLoginRequired,
 )
 from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
+from crawler.identity import message_identity
 from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header
 from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
 from crawler.rules import Rule, RuleTester
-from crawler.store import Store, storable_msgid
+from crawler.store import Store
 from crawler.uidqueue import UidQueue
 
 GMAIL_PROVIDERS = frozenset({"gmail_oauth", "g_apps_oauth"})
 MAX_FAILED_UIDS = 1000
+# Crawls in a row that can read no answer for the same UIDs before the messages, not the
+# server, are blamed: a server's fault is retried, but one message must not stop the account.
+SUSPECT_CRAWLS = 3
 
 
 @dataclass
@@ -266,6 +271,7 @@ class GmailCrawler:
             self._recheck,
             progress=self._keep_lease,
             failed=self._failed,
+            server_at_fault=self._server_at_fault,
         )
         while batch := self.queue.claim(self.settings.fetch_batch):
             before = replace(self.result)
@@ -311,7 +317,7 @@ class GmailCrawler:
         ]
         self.result.messages += len(metas)
         # Only the messages that have wanted parts: without X-GM-RAW most of a batch has none.
-        identities = {item.uid: self._identity(metas[item.uid]) for item in wanted}
+        identities = {item.uid: message_identity(metas[item.uid]) for item in wanted}
         stored = (
             self.store.attachment_keys(self.user_uuid, list(set(identities.values())))
             if identities
@@ -333,9 +339,10 @@ class GmailCrawler:
         except PartialFetch:
             pass
         except ProtocolError:
-            if len(batch) == 1 or session.broken:
+            if session.broken:
                 raise
-        # Gmail could not FETCH some, or one answer cannot be read: find which, one at a time.
+        # Gmail could not FETCH some, or an answer cannot be read: find which, one at a time
+        # (a lone message gets a second try).
         metas: dict[int, MessageMeta] = {}
         failures: list[tuple[int, CrawlerError]] = []
         for uid in batch:
@@ -345,51 +352,50 @@ class GmailCrawler:
                 if session.broken:
                     raise
                 failures.append((uid, error))
-        unreadable = [failure for _, failure in failures if not isinstance(failure, PartialFetch)]
-        if len(unreadable) == len(batch):
-            raise unreadable[0]  # no message is readable: the server's fault, retry them all
-        for uid, failure in failures:
-            self._failed(uid, failure)
+        report_failures(batch, failures, self._failed, self._server_at_fault)
         return metas
 
     def _candidates(self, meta: MessageMeta, found_by: Sequence[str]) -> list[AttachmentPart]:
         """The message's attachment parts that a rule which found it keeps under some name."""
-        try:
-            parts = attachment_parts(meta.bodystructure)
-        except ProtocolError as error:
-            self._failed(meta.uid, error)
-            return []
-        return [part for part in parts if self.tester.may_want(part, found_by)]
+        structure = attachment_parts(meta.bodystructure)
+        for unreadable in structure.unreadable:
+            error = BadInput(f"part {unreadable.part}: {unreadable.reason}")
+            self._failed(meta.uid, error, part=unreadable.part)
+        return [part for part in structure.parts if self.tester.may_want(part, found_by)]
 
     def _named(
         self, session: ImapSession, parts: Mapping[int, list[AttachmentPart]]
     ) -> dict[int, list[AttachmentPart]]:
         """`parts`, with the names BODYSTRUCTURE lacks read from `BODY.PEEK[<part>.MIME]`:
-        one UID FETCH for all the messages whose unnamed parts have the same numbers."""
+        one UID FETCH for all the messages whose unnamed parts have the same numbers. A header
+        that cannot be read leaves its part nameless, with a warning."""
         nameless: dict[tuple[str, ...], list[int]] = defaultdict(list)
         for uid, items in parts.items():
             sections = tuple(part.part for part in items if part.needs_header)
             if sections:
                 nameless[sections].append(uid)
-        names: dict[tuple[int, str], str] = {}
+        named: dict[tuple[int, str], AttachmentPart] = {}
         for sections, uids in nameless.items():
-            response = session.fetch(sorted(uids), [f"BODY.PEEK[{s}.MIME]" for s in sections])
+            headers = self._mime_headers(session, sorted(uids), sections)
             for uid in uids:
-                headers = response.get(uid, {})
-                for section in sections:
-                    header = headers.get(f"BODY[{section}.MIME]".encode())
-                    name = filename_from_mime_header(header) if isinstance(header, bytes) else None
-                    if name:
-                        names[(uid, section)] = name
+                for part in parts[uid]:
+                    if part.part in sections:
+                        named[(uid, part.part)] = _with_header_name(part, headers.get(uid, {}))
         return {
-            uid: [
-                replace(part, filename=names[(uid, part.part)], needs_header=False)
-                if (uid, part.part) in names
-                else part
-                for part in items
-            ]
+            uid: [named.get((uid, part.part), part) for part in items]
             for uid, items in parts.items()
         }
+
+    def _mime_headers(
+        self, session: ImapSession, uids: list[int], sections: tuple[str, ...]
+    ) -> dict[int, dict[bytes, Any]]:
+        """The MIME headers of `sections` of each message; none when the answer cannot be read."""
+        try:
+            return session.fetch(uids, [f"BODY.PEEK[{section}.MIME]" for section in sections])
+        except ProtocolError:
+            if session.broken:
+                raise
+            return {}
 
     def _recheck(self, item: Wanted, size: int) -> tuple[str, ...]:
         exact = replace(item.part, decoded_size=size)
@@ -406,29 +412,18 @@ class GmailCrawler:
 
     # -- records ------------------------------------------------------------------------
 
-    def _identity(self, meta: MessageMeta) -> Any:
-        if meta.gm_msgid is not None:
-            return storable_msgid(meta.gm_msgid)
-        message_id = meta.envelope.message_id if meta.envelope else None
-        if message_id:
-            return (
-                message_id.decode("utf-8", "replace")
-                if isinstance(message_id, bytes)
-                else str(message_id)
-            )
-        return f"uid:{self.status.get('uidvalidity')}:{meta.uid}"
-
     def _document(self, meta: MessageMeta, item: Wanted) -> dict[str, Any]:
         envelope = meta.envelope
         return {
             "user_uuid": self.user_uuid,
-            "gm_msgid": self._identity(meta),
+            "gm_msgid": message_identity(meta),
             "gm_thrid": meta.gm_thrid,
             "uid": meta.uid,
             "uidvalidity": self.status.get("uidvalidity"),
             "part": item.part.part,
             "filename": item.part.filename,
             "content_type": item.part.content_type,
+            "encoding": item.part.encoding,
             "message": _message_fields(envelope),
             "labels": list(meta.labels),
             "rule_ids": list(item.rule_ids),
@@ -438,6 +433,9 @@ class GmailCrawler:
     def _save(self, meta: MessageMeta, fetched: Fetched) -> None:
         document = self._document(meta, fetched.wanted)
         document.update(size=fetched.size, sha256=fetched.sha256, blob=fetched.blob)
+        warnings = [*fetched.wanted.part.warnings, *fetched.warnings]
+        if warnings:
+            document["warnings"] = warnings
         if self.store.save_attachment(document):
             self.result.attachments += 1
             self.result.bytes += fetched.size
@@ -450,10 +448,25 @@ class GmailCrawler:
         if self.store.save_attachment(document):
             self.result.skipped += 1
 
-    def _failed(self, uid: int, error: CrawlerError) -> None:
+    def _server_at_fault(self, uids: Sequence[int]) -> bool:
+        """Whether UIDs none of whose answers could be read are to be retried (the server's
+        fault), not failed (the messages'): yes for the first crawls in a row that meet them,
+        no for the SUSPECT_CRAWLS-th."""
+        suspect = self.status.get("suspect_uids") or {}
+        same = suspect.get("uids") == list(uids)
+        crawls = (suspect.get("crawls", 0) if same else 0) + 1
+        fields: dict[str, Any] = {"suspect_uids": {"uids": list(uids), "crawls": crawls}}
+        if crawls >= SUSPECT_CRAWLS:
+            fields = {"suspect_uids": None}
+        self.status.update(fields)
+        self.store.update_status(self.user_uuid, fields)
+        return crawls < SUSPECT_CRAWLS
+
+    def _failed(self, uid: int, error: CrawlerError, *, part: str | None = None) -> None:
         self.result.failed += 1
         entry = {
             "uid": uid,
+            **({"part": part} if part else {}),
             "error": type(error).__name__,
             "message": str(error)[:300],
             "at": self.clock(),
@@ -476,3 +489,15 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _with_header_name(part: AttachmentPart, headers: Mapping[bytes, Any]) -> AttachmentPart:
+    """`part` named from its MIME header in `headers`, if it has a name there."""
+    header = headers.get(f"BODY[{part.part}.MIME]".encode())
+    if not isinstance(header, bytes):
+        return part
+    try:
+        name = filename_from_mime_header(header)
+    except BadInput as error:
+        return replace(part, needs_header=False, warnings=(*part.warnings, str(error)))
+    return replace(part, filename=name, needs_header=False) if name else part

@@ -45,6 +45,7 @@ class Fetched:
     blob: str
     sha256: str
     size: int
+    warnings: tuple[str, ...] = ()  # what the transfer encoding's decoder did not understand
 
 
 class _Unserved(Exception):
@@ -93,6 +94,25 @@ def plan(wanted: Sequence[Wanted], budget: int, stream_size: int) -> Plan:
 Recheck = Callable[[Wanted, int], tuple[str, ...]]
 
 
+ServerAtFault = Callable[[Sequence[int]], bool]
+
+
+def report_failures(
+    uids: Sequence[int],
+    failures: list[tuple[int, CrawlerError]],
+    failed: Callable[[int, CrawlerError], None],
+    server_at_fault: ServerAtFault,
+) -> None:
+    """Hand `failed` each UID that failed even alone. When no answer for any of the UIDs could
+    be read, the server may be at fault rather than the messages: while `server_at_fault(uids)`
+    says so, raise, and all of them are retried."""
+    unreadable = [error for _, error in failures if not isinstance(error, PartialFetch)]
+    if len(unreadable) == len(uids) and server_at_fault(uids):
+        raise unreadable[0]
+    for uid, error in failures:
+        failed(uid, error)
+
+
 class Downloader:
     """Downloads wanted parts over one session into a blob store.
 
@@ -100,7 +120,8 @@ class Downloader:
     gives the encoded size); a part no rule keeps any more is discarded before it is stored.
     `progress` is called after every answer and every piece of a big part: a long download
     keeps the account's lease with it.
-    `failed` hears of each UID whose parts Gmail could not FETCH even alone.
+    `failed` hears of each UID whose parts Gmail could not FETCH even alone, and
+    `server_at_fault` decides whether UIDs none of whose answers can be read are retried.
     """
 
     def __init__(
@@ -113,6 +134,7 @@ class Downloader:
         *,
         progress: Callable[[], None] = lambda: None,
         failed: Callable[[int, CrawlerError], None],
+        server_at_fault: ServerAtFault,
     ) -> None:
         self.session = session
         self.blobs = blobs
@@ -121,6 +143,7 @@ class Downloader:
         self.recheck = recheck
         self.progress = progress
         self.failed = failed
+        self.server_at_fault = server_at_fault
 
     def download(self, wanted: Sequence[Wanted]) -> Iterator[Fetched]:
         """Each wanted part, decoded and stored; ProtocolError for a part the server omits."""
@@ -136,23 +159,36 @@ class Downloader:
             yield from storer.wait()
 
     def _narrowed(
-        self,
-        uids: list[int],
-        fetch: Callable[[list[int]], Iterator[Fetched]],
-        *,
-        alone: bool = False,
+        self, uids: list[int], fetch: Callable[[list[int]], Iterator[Fetched]]
     ) -> Iterator[Fetched]:
-        """`fetch(uids)`; when Gmail could not FETCH some of them, once more each UID alone,
-        then `failed` (such a fetch has stored nothing of its own: its answer is checked first,
-        or its blob discarded). UIDs answered without data: `_unserved`."""
+        """`fetch(uids)`; when Gmail could not FETCH some of them, or an answer cannot be read,
+        once more each UID alone, then `failed` (such a fetch has stored nothing of its own: its
+        answer is checked first, or its blob discarded). UIDs answered without data:
+        `_unserved`."""
         try:
             yield from fetch(uids)
-        except PartialFetch as error:
-            if alone:
-                self.failed(uids[0], error)
-                return
+        except (PartialFetch, ProtocolError):
+            if self.session.broken:
+                raise
+            failures: list[tuple[int, CrawlerError]] = []
             for uid in uids:
-                yield from self._narrowed([uid], fetch, alone=True)
+                yield from self._alone(uid, fetch, failures)
+            report_failures(uids, failures, self.failed, self.server_at_fault)
+        except _Unserved as error:
+            self._unserved(error)
+
+    def _alone(
+        self,
+        uid: int,
+        fetch: Callable[[list[int]], Iterator[Fetched]],
+        failures: list[tuple[int, CrawlerError]],
+    ) -> Iterator[Fetched]:
+        try:
+            yield from fetch([uid])
+        except (PartialFetch, ProtocolError) as error:
+            if self.session.broken:
+                raise
+            failures.append((uid, error))
         except _Unserved as error:
             self._unserved(error)
 
@@ -290,7 +326,8 @@ class _Blob:
         finally:
             self.discard()  # a committed blob stays: discarding is for what was not
         wanted = replace(self.item, rule_ids=rule_ids)
-        return [Fetched(wanted, key, self.writer.sha256, self.writer.size)]
+        warnings = tuple(self.decoder.warnings)
+        return [Fetched(wanted, key, self.writer.sha256, self.writer.size, warnings)]
 
     def discard(self) -> None:
         """Throw away what was written, unless it was committed."""

@@ -97,7 +97,13 @@ class _Tapped:
     _sunk = False  # the literal just read went to the sink
 
     def readline(self) -> bytes:
-        line: bytes = super().readline()  # type: ignore[misc]  # imaplib is untyped here
+        try:
+            line: bytes = super().readline()  # type: ignore[misc]  # imaplib is untyped here
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as error:  # a line over imaplib's limit, the rest unread
+            self.tap.refuse(str(error))
+            raise imaplib.IMAP4.abort(str(error)) from None  # the connection is out of step
         self.tap.line(line)
         self._line = line
         return line

@@ -270,5 +270,6 @@ def test_a_message_nested_past_the_limit_fails_alone_and_is_recorded(shared_worl
     names = sorted(doc["filename"] for doc in shared_world.stored(HEALTHY).values())
     assert names == ["after.pdf", "ok.pdf"]
     [failed] = shared_world.status(HEALTHY)["failed_uids"]
-    assert (failed["uid"], failed["error"]) == (deep.uid, "ProtocolError")
+    assert (failed["uid"], failed["error"]) == (deep.uid, "BadInput")
+    assert failed["part"].startswith("1.1.1") and "nested deeper" in failed["message"]
     assert "nested deeper than 64 levels" in failed["message"]

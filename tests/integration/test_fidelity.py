@@ -4,6 +4,7 @@ the upper-casing that Gmail does (a deliberate trait, normalised here)."""
 
 import itertools
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,8 @@ def normalised(node: Any) -> Any:
     fields = [*kind, _params(node[2]), node[3], node[4], _lower(node[5]), *node[6:]]
     if kind == (b"message", b"rfc822") and len(fields) > 8:
         fields[8] = normalised(fields[8])
-    extension = {b"text": 9, b"message": 11}.get(kind[0], 8)
+    # Disposition after the line count of text, after envelope, body and lines of message/rfc822.
+    extension = 9 if kind[0] == b"text" else 11 if kind == (b"message", b"rfc822") else 8
     if len(fields) > extension:
         fields[extension] = _disposition_any(fields[extension])
     return tuple(fields)
@@ -103,12 +105,11 @@ def fetch_everything(client: IMAPClient, folder: str) -> dict[int, dict[str, Any
     return answers
 
 
-@pytest.fixture(scope="module")
-def answers(dovecot: Dovecot) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
-    if len(CORPUS) < 40:
-        pytest.fail("the fixture corpus is missing: run python fixtures/build_corpus.py")
-    raw = [path.read_bytes() for path in CORPUS]
-    user = f"fidelity{int(time.time())}"
+def served_by_both(
+    dovecot: Dovecot, raw: list[bytes]
+) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    """Everything the fake and Dovecot say of each of `raw` (UIDs 1, 2 ...)."""
+    user = f"fidelity{uuid.uuid4().hex[:8]}"
     dovecot.add_user(user, "secret", raw)
     with FakeGmail() as gmail:
         account = gmail.add_account("fidelity@example.com")
@@ -125,12 +126,23 @@ def answers(dovecot: Dovecot) -> tuple[dict[int, dict[str, Any]], dict[int, dict
     return from_fake, from_dovecot
 
 
+@pytest.fixture(scope="module")
+def answers(dovecot: Dovecot) -> tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]]:
+    if len(CORPUS) < 40:
+        pytest.fail("the fixture corpus is missing: run python fixtures/build_corpus.py")
+    return served_by_both(dovecot, [path.read_bytes() for path in CORPUS])
+
+
 @pytest.mark.parametrize("index", range(len(CORPUS)), ids=[path.stem for path in CORPUS])
 def test_the_fake_serves_each_message_as_dovecot_does(
     answers: tuple[dict[int, dict[str, Any]], dict[int, dict[str, Any]]], index: int
 ) -> None:
     from_fake, from_dovecot = answers
-    fake, real = from_fake[index + 1], from_dovecot[index + 1]
+    assert_served_alike(from_fake[index + 1], from_dovecot[index + 1])
+
+
+def assert_served_alike(fake: dict[str, Any], real: dict[str, Any]) -> None:
+    """The fake's answers about one message are Dovecot's (but for Gmail's upper case)."""
     assert set(fake) == set(real)
     assert normalised(fake["BODYSTRUCTURE"]) == normalised(real["BODYSTRUCTURE"])
     assert fake["ENVELOPE"] == real["ENVELOPE"]

@@ -439,7 +439,9 @@ def test_envelope(raw: bytes, expected: bytes) -> None:
         ("no_disposition", "1.MIME", b"\r\n"),
         ("no_disposition", "1", b"body without headers"),
         ("unclosed", "2", b"PK\r\n"),
-        ("no_boundary", "1", None),
+        ("no_boundary", "1", b""),  # the one empty part BODYSTRUCTURE shows
+        ("no_boundary", "1.MIME", b""),
+        ("no_boundary", "2", None),
         ("no_boundary", "TEXT", b"not really multipart\r\n"),
         ("forwarded", "", MESSAGES["forwarded"]),
         ("forwarded", "3", None),
@@ -578,6 +580,19 @@ def test_section(name: str, spec: str, expected: bytes | None) -> None:
             b"",
         ),
         ("a path below a leaf", "Subject: x\r\n\r\nbody\r\n", "1.1", None),
+        (
+            "a boundary no line matches: one empty part",
+            MIXED + "--a\r\n\r\nA\r\n--b--\r\n--b\r\nContent-Type: multipart/mixed; "
+            "boundary=zzz\r\n\r\n--a\r\n\r\nA\r\n--b--\r\n",
+            "1.1",
+            b"",
+        ),
+        (
+            "the empty part of a multipart without parts has an empty header",
+            MIXED + "--b\r\nContent-Type: multipart/mixed; boundary=zzz\r\n\r\nA\r\n--b--\r\n",
+            "1.1.MIME",
+            b"",
+        ),
     ],
 )
 def test_mime_splitter(why: str, raw: str, spec: str, expected: bytes | None) -> None:
@@ -621,6 +636,45 @@ def _decoded(message: FakeMessage, number: str, leaf: email.message.Message) -> 
     if leaf.get("content-transfer-encoding", "").lower() == "base64":
         return base64.b64decode(body)
     return body
+
+
+def test_nul_bytes_as_dovecot_serves_them() -> None:
+    """A NUL is 0x80 in every section, and U+FFFD in the header text of BODYSTRUCTURE/ENVELOPE."""
+    raw = crlf(
+        "Subject: a\x00b\n"
+        'To: "Q\x00d" <q@x.com>\n'
+        "MIME-Version: 1.0\n"
+        "Content-Type: multipart/mixed; boundary=b\n"
+        "\n"
+        "--b\n"
+        "Content-Type: text/plain; charset=ut\x00f-8\n"
+        "Content-Description: d\x00e \x80\n"
+        "Content-ID: <i\x00d>\n"
+        "\n"
+        "bo\x00dy\n"
+        "--b\n"
+        'Content-Type: application/pdf; name="a\x00b.pdf"\n'
+        'Content-Disposition: attachment; filename="f\x00g.pdf"\n'
+        "\n"
+        "x\n"
+        "--b--\n"
+    ).replace("\x80".encode(), b"\x80")
+    message = FakeMessage(raw)
+    assert message.section("") == raw.replace(b"\x00", b"\x80")
+    assert message.section("1") == b"bo\x80dy"
+    assert message.section("1.MIME").startswith(b"Content-Type: text/plain; charset=ut\x80f-8\r\n")
+    assert message.section("HEADER.FIELDS (SUBJECT)") == b"Subject: a\x80b\r\n\r\n"
+    fffd = "\ufffd".encode()
+    assert message.bodystructure() == (
+        b'(("TEXT" "PLAIN" ("CHARSET" "ut") {7}\r\n<i' + fffd + b"d> {7}\r\nd" + fffd
+        + b'e \x80 "7BIT" 5 0 NIL NIL NIL NIL)("APPLICATION" "PDF" ("NAME" {9}\r\na' + fffd
+        + b'b.pdf) NIL NIL "7BIT" 1 NIL ("ATTACHMENT" ("FILENAME" {9}\r\nf' + fffd
+        + b'g.pdf)) NIL NIL) "MIXED" ("BOUNDARY" "b") NIL NIL NIL)'
+    )  # fmt: skip
+    assert message.envelope() == (
+        b"(NIL {5}\r\na" + fffd + b"b NIL NIL NIL ((" + b"{5}\r\nQ" + fffd
+        + b'd NIL "q" "x.com")) NIL NIL NIL NIL)'
+    )  # fmt: skip
 
 
 def test_size_counts_crlf_bytes_and_lone_lf_is_normalised() -> None:
@@ -716,4 +770,4 @@ def test_malformed_messages_never_raise(raw: bytes) -> None:
         message.section(spec)
     assert isinstance(message.text + message.subject, str)
     assert isinstance(message.attachment_filenames, list)
-    assert message.section("") == message.raw
+    assert message.section("") == message.raw.replace(b"\x00", b"\x80")

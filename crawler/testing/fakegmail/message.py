@@ -38,6 +38,11 @@ skipped up to the next ``;``; RFC 2231 continuations are merged into ``NAME*`` (
 index is missing; values are never decoded (encoded words and percent escapes travel as sent).
 Text parts without a charset get ``("CHARSET" "us-ascii")``.
 
+A NUL byte is served as 0x80 in every section (BODY[], headers and bodies alike), and becomes
+U+FFFD in the header text BODYSTRUCTURE and ENVELOPE carry (a NUL ends a token, as any other
+byte outside it does). A multipart without parts shows one empty text/plain part, and BODY[n.1]
+of it is empty.
+
 Deliberate differences from Dovecot, because Gmail writes them so: types, subtypes, transfer
 encodings, disposition types and parameter names are upper-cased (``"TEXT" "PLAIN"
 ("CHARSET" "UTF-8")``); parameter values keep their case. Literal-versus-quoted choices follow
@@ -76,6 +81,9 @@ _TOKEN = (_ATEXT - frozenset(b"/=?")) | frozenset(b".")
 _LWSP = frozenset(b" \t\r\n")
 _WSP = b" \t"
 _EMPTY_PART = b'("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 0 0 NIL NIL NIL NIL)'
+_NUL = b"\x00"
+_SERVED_NUL = b"\x80"  # what a NUL becomes in the bytes of a section
+_PARSED_NUL = "\ufffd".encode()  # what a NUL becomes in header text parsed for BODYSTRUCTURE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,12 +579,17 @@ def _nolf(value: bytes) -> bytes:
             out.append(byte)
         elif value[index + 1 : index + 2] not in (b" ", b"\t", b""):
             out.append(0x20)
-    return bytes(out).replace(b"\x00", b"\x80")
+    return bytes(out).replace(_NUL, _PARSED_NUL)
+
+
+def _parsed(value: bytes | None) -> bytes:
+    """A string parsed from a header (a parameter value, an address part), NULs made U+FFFD."""
+    return nstring(None if value is None else value.replace(_NUL, _PARSED_NUL))
 
 
 def _human_string(value: bytes) -> bytes:
     """Subjects and names: line breaks dropped, whitespace runs made one space, ends trimmed."""
-    text = value.replace(b"\r", b"").replace(b"\n", b"").replace(b"\x00", b"\x80")
+    text = value.replace(b"\r", b"").replace(b"\n", b"").replace(_NUL, _PARSED_NUL)
     return nstring(re.sub(rb"[ \t]+", b" ", text).strip(b" "))
 
 
@@ -598,7 +611,10 @@ class _Address:
 
     def render(self) -> bytes:
         name = None if self.name is None else _human_string(self.name)
-        parts = [name or b"NIL", nstring(self.route), nstring(self.mailbox), nstring(self.domain)]
+        parts = [
+            name or b"NIL",
+            *(_parsed(item) for item in (self.route, self.mailbox, self.domain)),
+        ]
         return paren(parts)
 
 
@@ -739,7 +755,7 @@ def _envelope(fields: list[_Field]) -> bytes:
 def _render_params(params: list[tuple[bytes, bytes]]) -> bytes:
     if not params:
         return b"NIL"
-    return paren(item for key, value in params for item in (nstring(key.upper()), nstring(value)))
+    return paren(item for key, value in params for item in (nstring(key.upper()), _parsed(value)))
 
 
 class _Structure:
@@ -888,7 +904,10 @@ def _walk(root: _Part, numbers: list[int]) -> _Part | None:
             return None
         last = position == len(numbers) - 1
         if part.kind == "multipart":
-            part = part.children[number - 1] if 0 < number <= len(part.children) else None
+            # A multipart without parts shows one empty text/plain part: BODY[n.1] is empty.
+            at = part.body_start
+            children = part.children or [_Part(at, at, at, at, [], "text", None)]
+            part = children[number - 1] if 0 < number <= len(children) else None
         elif number != 1 or (not last and part.kind != "message"):
             return None
         if part is not None and part.kind == "message" and not last:
@@ -926,6 +945,7 @@ class FakeMessage:
     def __init__(self, raw: bytes) -> None:
         self.raw: bytes = _LONE_LF.sub(_CRLF, raw)
         self._root = _Splitter(self.raw).message()
+        self._served = self.raw.replace(_NUL, _SERVED_NUL)  # IMAP literals carry no NUL
 
     def __repr__(self) -> str:
         return f"FakeMessage({self.size} bytes, subject={self.subject!r})"
@@ -947,7 +967,7 @@ class FakeMessage:
         """The bytes of BODY[spec]; None when the part does not exist or `spec` is not a section.
 
         HEADER, TEXT and HEADER.FIELDS of a part that is not message/rfc822 are empty, as in
-        Dovecot.
+        Dovecot; NUL bytes come as 0x80.
         """
         section = _section(spec)
         if section is None or (not section.path and section.text == "MIME"):
@@ -961,19 +981,19 @@ class FakeMessage:
 
     def _part(self, part: _Part, *, mime: bool) -> bytes:
         if mime:
-            return self.raw[part.header_start : part.header_end]
-        return self.raw[part.body_start : part.body_end]
+            return self._served[part.header_start : part.header_end]
+        return self._served[part.body_start : part.body_end]
 
     def _text(self, message: _Part, section: _Section) -> bytes:
         if section.text == "":
-            return self.raw[message.header_start : message.body_end]
+            return self._served[message.header_start : message.body_end]
         if section.text == "HEADER":
-            return self.raw[message.header_start : message.header_end]
+            return self._served[message.header_start : message.header_end]
         if section.text == "TEXT":
-            return self.raw[message.body_start : message.body_end]
+            return self._served[message.body_start : message.body_end]
         names = section.names or frozenset()
         exclude = section.text == "HEADER.FIELDS.NOT"
-        return _header_fields(self.raw, message.header_start, names, exclude=exclude)
+        return _header_fields(self._served, message.header_start, names, exclude=exclude)
 
     # --- search facts ------------------------------------------------------------------------
 

@@ -2,7 +2,6 @@
 
 import json
 import math
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -99,19 +98,7 @@ def test_a_rule_for_images_takes_inline_images_too(world: World) -> None:
 def test_the_corpus_on_dovecot_with_the_imap_password_provider(
     world: World, dovecot: Dovecot
 ) -> None:
-    user = f"corpus{uuid.uuid4().hex[:8]}"
-    dovecot.add_user(user, "secret", [path.read_bytes() for path in CORPUS])
-    world.db.accounts.insert_one(
-        {
-            "user_uuid": "d1",
-            "email": f"{user}@example.com",
-            "username": user,
-            "provider": "imap_password",
-            "password": world.cipher.encrypt("secret"),
-            "imap": {"host": dovecot.host, "port": dovecot.port, "tls": False},
-        }
-    )
-    world.db.rules.insert_one({"user_uuid": "d1"})
+    world.add_dovecot_account(dovecot, "d1", [path.read_bytes() for path in CORPUS])
 
     assert world.iterate().outcomes == {"d1": "idle"}, world.status("d1")["last_error"]
     assert stored(world, "d1") == expected(images=False)

@@ -2,7 +2,6 @@
 
 import hashlib
 import imaplib
-import uuid
 from collections.abc import Collection
 
 import pytest
@@ -17,25 +16,9 @@ pytestmark = pytest.mark.integration
 FILES = [{f"doc-{n}.txt": f"document {n}\n".encode() * (n + 1)} for n in range(4)]
 
 
-def add_imap_account(world: World, dovecot: Dovecot, user: str, **imap: object) -> None:
-    world.db.accounts.insert_one(
-        {
-            "user_uuid": "d1",
-            "email": f"{user}@example.com",
-            "username": user,
-            "provider": "imap_password",
-            "password": world.cipher.encrypt("app-password"),
-            "imap": {"host": dovecot.host, "port": dovecot.port, "tls": False, **imap},
-        }
-    )
-    world.db.rules.insert_one({"user_uuid": "d1"})
-
-
 def test_an_imap_password_account_on_dovecot(world: World, dovecot: Dovecot) -> None:
-    user = f"u{uuid.uuid4().hex[:10]}"
     messages = [build_message(f"m{n}", attachments=named) for n, named in enumerate(FILES)]
-    dovecot.add_user(user, "app-password", [*messages, build_message("plain")])
-    add_imap_account(world, dovecot, user)
+    world.add_dovecot_account(dovecot, "d1", [*messages, build_message("plain")])
 
     assert world.iterate().outcomes == {"d1": "idle"}, world.status("d1")["last_error"]
 
@@ -43,7 +26,8 @@ def test_an_imap_password_account_on_dovecot(world: World, dovecot: Dovecot) -> 
     assert {(doc["filename"], doc["sha256"]) for doc in stored.values()} == {
         (name, hashlib.sha256(data).hexdigest()) for named in FILES for name, data in named.items()
     }
-    assert all(str(msgid).startswith("<") for msgid, _ in stored)  # identity: the Message-ID
+    # identity: the Message-ID, and a digest that tells apart messages sharing it
+    assert all(str(msgid).startswith("<") for msgid, _ in stored)
     assert world.status("d1")["last_uid"] == 5
 
     world.make_due("d1")
@@ -67,10 +51,8 @@ def test_a_message_deleted_while_its_batch_is_crawled(world: World, dovecot: Dov
     """Another client expunges a message after the crawler read its structure: Dovecot then
     answers the download with `BODY[2] NIL` for it (alone: nothing at all). The rest of the
     batch is stored, the deleted message is no failure, and the crawl ends idle."""
-    user = f"u{uuid.uuid4().hex[:10]}"
     messages = [build_message(f"m{n}", attachments=named) for n, named in enumerate(FILES)]
-    dovecot.add_user(user, "app-password", messages)
-    add_imap_account(world, dovecot, user)
+    user = world.add_dovecot_account(dovecot, "d1", messages)
 
     class DeletingTester(RuleTester):
         """Expunges UID 2 from another session once the crawler has the batch's structures."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from crawler.oauth import TokenCipher
 from crawler.testing import tokens
 from crawler.testing.fakegmail import Account, FakeGmail
 from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from tests.plugins.dovecot import Dovecot
 
 
 class World:
@@ -73,6 +75,42 @@ class World:
         self.db.rules.insert_one({"user_uuid": user_uuid, **rule})
         self.issued[user_uuid] = [tokens.issue(email, expires_at), refresh]
         return account
+
+    def add_dovecot_account(
+        self, dovecot: Dovecot, user_uuid: str, messages: Sequence[bytes], **rule: Any
+    ) -> str:
+        """A Dovecot user holding `messages`, its `imap_password` account and one rule; the
+        Dovecot user name."""
+        user = f"u{uuid.uuid4().hex[:10]}"
+        dovecot.add_user(user, "app-password", list(messages))
+        self.db.accounts.insert_one(
+            {
+                "user_uuid": user_uuid,
+                "email": f"{user}@example.com",
+                "username": user,
+                "provider": "imap_password",
+                "password": self.cipher.encrypt("app-password"),
+                "imap": {"host": dovecot.host, "port": dovecot.port, "tls": False},
+            }
+        )
+        self.db.rules.insert_one({"user_uuid": user_uuid, **rule})
+        return user
+
+    def add_mailbox(
+        self, server: str, messages: Sequence[bytes], request: pytest.FixtureRequest, **rule: Any
+    ) -> str:
+        """An account holding `messages` (UIDs 1, 2 ... in order) on `server` (`gmail`, the fake,
+        or `dovecot`), with one rule; its user_uuid."""
+        user_uuid = f"{server}-{uuid.uuid4().hex[:8]}"
+        if server == "dovecot":
+            self.add_dovecot_account(
+                request.getfixturevalue("dovecot"), user_uuid, messages, **rule
+            )
+            return user_uuid
+        account = self.add_account(f"{user_uuid}@example.com", user_uuid, **rule)
+        for raw in messages:
+            account.add_message(raw)
+        return user_uuid
 
     def secrets(self, user_uuid: str) -> list[str]:
         """The account's tokens: those it was given, and those it holds now (once refreshed)."""

@@ -230,15 +230,21 @@ def test_each_message_parses_as_it_was_written(entry: Any) -> None:
 
 
 def test_regenerating_reproduces_every_file(tmp_path: Path) -> None:
+    assert_regenerates(main, DEFAULT_OUT, tmp_path)
+
+
+def assert_regenerates(main: Callable[[list[str]], int], out: Path, tmp_path: Path) -> None:
+    """A builder's `main` writes exactly the committed files into a fresh folder, removes the
+    .eml and .json files it no longer writes, and leaves others alone."""
     (tmp_path / "00-stale.eml").write_bytes(b"Subject: removed by the script\r\n\r\n")
     (tmp_path / "00-stale.json").write_text("{}")
     (tmp_path / "unrelated.txt").write_text("kept")
     assert main(["--out", str(tmp_path)]) == 0
-    committed = {path.name for path in DEFAULT_OUT.iterdir()}
+    committed = {path.name for path in out.iterdir()}
     generated = {path.name for path in tmp_path.iterdir()} - {"unrelated.txt"}
     assert generated == committed
     for name in sorted(committed):
-        assert (tmp_path / name).read_bytes() == (DEFAULT_OUT / name).read_bytes(), name
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
 
 
 def test_every_required_shape_is_covered() -> None:

@@ -1,4 +1,5 @@
-# Every target creates or reuses .venv and installs what it needs.
+# Every target creates or reuses .venv and installs what it needs: the crawler with the `dev`
+# and `standins` extras (the stand-ins serve the tests, the demo, the benchmarks and the chaos run).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,standins]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,7 +21,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy config crawler workers
+	$(BIN)/mypy config crawler workers standins
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -34,7 +35,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 BENCH_DEBS := dovecot-imapd isync mpack
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,standins,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -31,7 +31,7 @@ from bench.polling import measure as measure_polling
 from bench.runner import CONTENDERS, CRAWLER_PDF, REPO, Contender, Runner
 from bench.scheduling import STORES, Schedule
 from bench.servers import DovecotServer, FakeGmailServer, Server
-from crawler.testing.fakegmail import FakeGmail
+from standins.fakegmail import FakeGmail
 from tests.plugins.dovecot import DOVECOT_BINARY, Dovecot
 
 SERVERS = ("fake0", "fake50", "dovecot")

@@ -30,8 +30,8 @@ from bench.mailbox import Mail
 from config import Settings
 from crawler.iterate import CrawlIterator
 from crawler.oauth import TokenCipher
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Account, FakeGmail
+from standins import tokens
+from standins.fakegmail import Account, FakeGmail
 
 CADENCE_MINUTES = 15
 DOMAIN = "poll.bench.example"

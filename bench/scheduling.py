@@ -31,8 +31,9 @@ from pymongo import MongoClient, monitoring
 
 from config import Settings
 from crawler.iterate import CrawlIterator
-from crawler.store import Store, new_status
-from crawler.testing.embedded_mongo import EmbeddedMongo
+from crawler.store import Store
+from crawler.store.status import new_status
+from standins.embedded_mongo import EmbeddedMongo
 
 STORES = ("mongomock", "embedded")
 FAR_FUTURE = 10**10

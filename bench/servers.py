@@ -19,8 +19,8 @@ from typing import Protocol
 from bench.child import Job
 from bench.mailbox import Mail
 from bench.proxy import CountingProxy, Wire
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Account, FakeGmail, FakeMessage
+from standins import tokens
+from standins.fakegmail import Account, FakeGmail, FakeMessage
 from tests.plugins.dovecot import FIRST_MAILDIR_STAMP, Dovecot
 
 PASSWORD = "bench-app-password"  # the benchmark accounts' own password

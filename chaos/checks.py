@@ -20,7 +20,7 @@ from chaos.deployment import ChaosAccount, Deployment, Proc
 from chaos.mail import Key
 from chaos.watcher import EarlyStart, ThrottleWindow
 from crawler.blobs import FileBlobStore
-from crawler.testing.fakegmail import Fault, FaultKind, SessionSummary
+from standins.fakegmail import Fault, FaultKind, SessionSummary
 
 MARGIN = 0.05  # seconds of slack between the ledger's clock and the crawler's timestamps
 REASONS = {

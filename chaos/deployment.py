@@ -29,10 +29,10 @@ from chaos.proxy import ImapProxy
 from chaos.servers import free_port
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
-from crawler.testing import tokens
-from crawler.testing.embedded_mongo import EmbeddedMongo
-from crawler.testing.fakegmail import Account, FakeGmail
-from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from standins import tokens
+from standins.embedded_mongo import EmbeddedMongo
+from standins.fakegmail import Account, FakeGmail
+from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from workers.connections import redis_client
 
 DATABASE = "chaos"

@@ -1,6 +1,6 @@
 """The faults a run injects, one method per kind, each choosing its target with the run's rng.
 
-Gmail's failures are the fake Gmail's programmable faults (crawler/testing/fakegmail/faults.py),
+Gmail's failures are the fake Gmail's programmable faults (standins/fakegmail/faults.py),
 each armed once on an account that is given new mail at the same moment, so that the crawl the
 fault waits for comes soon. TCP resets and slow responses (held past the crawler's socket
 timeout) come from the relay in front of the fake (proxy.py). Tokens expire by swapping in an
@@ -23,9 +23,9 @@ from chaos.deployment import ChaosAccount, Deployment, Proc
 from chaos.mail import corpus, fresh_message
 from chaos.proxy import Stall
 from chaos.servers import RedisServer
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Fault, FaultKind
-from crawler.testing.fakeoauth import FakeTokenEndpoint
+from standins import tokens
+from standins.fakegmail import Fault, FaultKind
+from standins.fakeoauth import FakeTokenEndpoint
 
 SLOW_DELAY = 3.2  # seconds an answer is held: past the crawler's socket timeout (2 s)
 SLOW_WINDOW = 0.3  # seconds, from the first answer held, during which answers are held

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.store import storable_msgid
-from crawler.testing.fakegmail import Account
 from fixtures.build_corpus import ground_truth
+from standins.fakegmail import Account
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "messages"
 

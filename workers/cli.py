@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import importlib.util
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 from config import Settings, load_settings
 from crawler.oauth import TokenCipher
 from workers.admin import register as register_operator_commands
-from workers.admin_context import operator_command
+from workers.admin_context import fail, operator_command
 from workers.connections import connect
 from workers.membership import static_shard
 
@@ -33,6 +36,34 @@ ShardOption = Annotated[int | None, typer.Option(help="Static shard (else automa
 MetricsOption = Annotated[
     int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
 ]
+
+STANDINS_EXTRA = "gmail-attachment-crawler[standins]"
+# The stand-ins' package and what the `standins` extra installs for it (pyproject.toml).
+STANDINS_MODULES = ("standins", "mongomock", "mockupdb")
+
+
+@contextmanager
+def standins_needed(command: str) -> Iterator[None]:
+    """Import a stand-in inside: without the `standins` extra, `command` ends with one line
+    naming it, not a traceback."""
+    # The whole extra, even for a stand-in that would run without part of it: each of these
+    # commands then works, or fails, the same way.
+    for name in STANDINS_MODULES:
+        if importlib.util.find_spec(name) is None:
+            _no_standins(command, name)
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in STANDINS_MODULES:
+            raise
+        _no_standins(command, error.name or "")
+
+
+def _no_standins(command: str, module: str) -> NoReturn:
+    fail(
+        f"crawler {command} runs on the stand-ins, which need the `standins` extra "
+        f"(no module named {module}): pip install '{STANDINS_EXTRA}'"
+    )
 
 
 def _start(settings: Settings, metrics_port: int | None) -> None:
@@ -102,8 +133,12 @@ def fake_gmail(
     config: ConfigOption = None,
     host: HostOption = "127.0.0.1",
 ) -> None:
-    """Run the fake Gmail IMAP server (for tests, the demo and benchmarks)."""
-    from crawler.testing.fakegmail import serve
+    """Run the fake Gmail IMAP server (for tests, the demo and benchmarks).
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("fake-gmail"):
+        from standins.fakegmail import serve
 
     serve(config, host=host, port=port)
 
@@ -117,8 +152,12 @@ def fake_oauth(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8085,
     host: HostOption = "127.0.0.1",
 ) -> None:
-    """Run the fake Google OAuth2 token endpoint."""
-    from crawler.testing.fakeoauth import serve
+    """Run the fake Google OAuth2 token endpoint.
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("fake-oauth"):
+        from standins.fakeoauth import serve
 
     serve(host, port, config)
 
@@ -128,8 +167,12 @@ def embedded_mongo(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 27017,
     host: HostOption = "127.0.0.1",
 ) -> None:
-    """Run the embedded MongoDB stand-in (mongomock behind MongoDB's wire protocol)."""
-    from crawler.testing.embedded_mongo import serve
+    """Run the embedded MongoDB stand-in (mongomock behind MongoDB's wire protocol).
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("embedded-mongo"):
+        from standins.embedded_mongo import serve
 
     serve(host=host, port=port)
 
@@ -137,8 +180,12 @@ def embedded_mongo(
 @app.command()
 @operator_command
 def demo() -> None:
-    """Crawl four fake Gmail accounts (one throttled, one refreshed, one revoked) end to end."""
-    from workers.demo import run
+    """Crawl four fake Gmail accounts (one throttled, one refreshed, one revoked) end to end.
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("demo"):
+        from workers.demo import run
 
     if not run():
         raise typer.Exit(1)

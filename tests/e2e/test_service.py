@@ -18,9 +18,9 @@ from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
 from crawler.oauth import TokenCipher
-from crawler.testing import tokens
-from crawler.testing.embedded_mongo import EmbeddedMongo
-from crawler.testing.fakegmail import FakeGmail
+from standins import tokens
+from standins.embedded_mongo import EmbeddedMongo
+from standins.fakegmail import FakeGmail
 from tests.plugins.fakes import build_message, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]

@@ -12,7 +12,7 @@ from bench.mailbox import BIG_AT, Mail, mailbox
 from bench.polling import measure as measure_polling
 from bench.runner import CRAWLER, CRAWLER_PDF, FLOOR, MBSYNC, NAIVE, Runner
 from bench.servers import DovecotServer, FakeGmailServer
-from crawler.testing.fakegmail import FakeGmail
+from standins.fakegmail import FakeGmail
 from tests.plugins.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from cryptography.fernet import Fernet
 
-from crawler.testing.embedded_mongo import EmbeddedMongo
+from standins.embedded_mongo import EmbeddedMongo
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

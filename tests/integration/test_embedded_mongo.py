@@ -23,8 +23,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.write_concern import WriteConcern
 
-from crawler.testing.embedded_mongo import EmbeddedMongo
-from crawler.testing.mongo_commands import CURSOR_NOT_FOUND, CommandError, CursorRegistry
+from standins.embedded_mongo import EmbeddedMongo
+from standins.mongo_commands import CURSOR_NOT_FOUND, CommandError, CursorRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ notes.insert_one({"by": "B", "saw": seen})
 notes.update_many({"by": "A"}, {"$set": {"read_by": "B"}})
 client.close()
 """
-SERVE = "from crawler.testing.embedded_mongo import serve; serve('127.0.0.1', 0)"
+SERVE = "from standins.embedded_mongo import serve; serve('127.0.0.1', 0)"
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Account, FakeGmail, Fault, FaultKind
+from standins import tokens
+from standins.fakegmail import Account, FakeGmail, Fault, FaultKind
 from tests.plugins.fakes import RawImap, build_message, eventually
 
 pytestmark = pytest.mark.integration

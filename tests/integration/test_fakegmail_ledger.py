@@ -8,8 +8,8 @@ from collections import Counter
 import pytest
 from imapclient import IMAPClient
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Account, FakeGmail
+from standins import tokens
+from standins.fakegmail import Account, FakeGmail
 from tests.plugins.fakes import RawImap, build_message, eventually
 
 pytestmark = pytest.mark.integration

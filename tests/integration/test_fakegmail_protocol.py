@@ -15,8 +15,8 @@ import pytest
 from imapclient import IMAPClient, imap_utf7
 from imapclient.exceptions import LoginError
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail import (
+from standins import tokens
+from standins.fakegmail import (
     Account,
     ConfigError,
     FakeGmail,
@@ -607,7 +607,7 @@ def test_config_file_errors(tmp_path: Path, change: dict[str, object], message: 
 
 def test_serve_runs_from_a_config_file(tmp_path: Path) -> None:
     path = write_config(tmp_path)
-    script = "import sys; from pathlib import Path; from crawler.testing.fakegmail import serve; "
+    script = "import sys; from pathlib import Path; from standins.fakegmail import serve; "
     script += "serve(Path(sys.argv[1]), host='127.0.0.1', port=0)"
     command = [sys.executable, "-c", script, str(path)]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:

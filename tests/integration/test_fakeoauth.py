@@ -20,8 +20,8 @@ import requests
 from oauthlib.oauth2 import InvalidClientError, InvalidGrantError
 from requests_oauthlib import OAuth2Session
 
-from crawler.testing import tokens
-from crawler.testing.fakeoauth import (
+from standins import tokens
+from standins.fakeoauth import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
     SCOPE,
@@ -373,10 +373,7 @@ def test_serve_runs_from_a_config_file_until_sigterm(tmp_path: Path) -> None:
             }
         )
     )
-    command = (
-        "import sys; from crawler.testing.fakeoauth import serve; "
-        "serve('127.0.0.1', 0, sys.argv[1])"
-    )
+    command = "import sys; from standins.fakeoauth import serve; serve('127.0.0.1', 0, sys.argv[1])"
     with subprocess.Popen(
         [sys.executable, "-c", command, str(config)], stdout=subprocess.PIPE, text=True
     ) as server:

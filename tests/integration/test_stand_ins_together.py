@@ -10,8 +10,8 @@ import pytest
 import requests
 from imapclient import IMAPClient
 
-from crawler.testing.fakegmail import Account, FakeGmail
-from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from standins.fakegmail import Account, FakeGmail
+from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from tests.plugins.fakes import build_message
 
 pytestmark = pytest.mark.integration

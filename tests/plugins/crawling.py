@@ -16,9 +16,9 @@ from cryptography.fernet import Fernet
 from config import Settings
 from crawler.iterate import CrawlIterator, PassResult
 from crawler.oauth import TokenCipher
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Account, FakeGmail
-from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from standins import tokens
+from standins.fakegmail import Account, FakeGmail
+from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from tests.plugins.dovecot import Dovecot
 
 

@@ -10,7 +10,7 @@ from email.utils import make_msgid
 
 import pytest
 
-from crawler.testing.fakegmail import FakeGmail
+from standins.fakegmail import FakeGmail
 
 TIMEOUT = 10.0
 

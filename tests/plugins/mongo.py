@@ -16,7 +16,7 @@ import pymongo
 import pytest
 from pymongo.database import Database
 
-from crawler.testing.embedded_mongo import EmbeddedMongo
+from standins.embedded_mongo import EmbeddedMongo
 
 REAL_MONGODB_URL = os.environ.get("MONGODB_URL", "")
 MONGO_BACKENDS = ("mongomock", "embedded", "real")

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.testing.fakegmail.message import FakeMessage
+from standins.fakegmail.message import FakeMessage
 
 pytestmark = pytest.mark.unit
 

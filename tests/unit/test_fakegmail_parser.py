@@ -2,11 +2,11 @@
 
 import pytest
 
-from crawler.testing.fakegmail import mutf7
-from crawler.testing.fakegmail.auth import parse_plain, parse_xoauth2
-from crawler.testing.fakegmail.fetch import Item, body, parse_items
-from crawler.testing.fakegmail.folders import Folder, pattern_matches
-from crawler.testing.fakegmail.protocol import (
+from standins.fakegmail import mutf7
+from standins.fakegmail.auth import parse_plain, parse_xoauth2
+from standins.fakegmail.fetch import Item, body, parse_items
+from standins.fakegmail.folders import Folder, pattern_matches
+from standins.fakegmail.protocol import (
     Atom,
     Command,
     LiteralMarker,
@@ -17,8 +17,8 @@ from crawler.testing.fakegmail.protocol import (
     parse_sequence_set,
     parse_tokens,
 )
-from crawler.testing.fakegmail.selection import Selection
-from crawler.testing.fakegmail.wire import astring
+from standins.fakegmail.selection import Selection
+from standins.fakegmail.wire import astring
 
 pytestmark = pytest.mark.unit
 

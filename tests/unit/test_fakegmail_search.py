@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crawler.testing.fakegmail.gmsearch import QuerySyntaxError, parse
-from crawler.testing.fakegmail.message import FakeMessage
+from standins.fakegmail.gmsearch import QuerySyntaxError, parse
+from standins.fakegmail.message import FakeMessage
 
 pytestmark = pytest.mark.unit
 

@@ -3,7 +3,7 @@
 `configure(settings)` routes every standard-library logger of the process through one
 structlog formatter, so the crawler's modules keep plain `logging` calls and pass their fields
 as `extra`. Each line carries a timestamp, level, logger and event; the text of every message
-and exception goes through the Airbrake scrubber, which filters tokens, keys and passwords.
+and exception goes through `crawler.scrub`, which filters tokens, keys and passwords.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from config import Settings
-from crawler.airbrake import scrub_text
+from crawler.scrub import scrub_text
 
 
 def configure(settings: Settings) -> None:

@@ -5,6 +5,11 @@ connection as if it were data, so the session watches the wire itself: every lin
 goes through `WireTap`, which remembers `[THROTTLED]` and the first error Gmail signalled.
 A big part's literal can go to a `LiteralSink` a piece at a time instead of into memory; IMAPClient
 then reads that item as empty.
+
+The tap lives inside IMAPClient, so it uses names IMAPClient keeps private: `_create_IMAP4`, the
+`_imap` connection, `imap4`/`tls`' connection classes (and session.py uses `_literal`). A major
+release may change them, so pyproject.toml caps IMAPClient below 4; `tests/integration` runs
+every one of these paths.
 """
 
 from __future__ import annotations

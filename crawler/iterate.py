@@ -26,7 +26,7 @@ from config import Settings, load_settings
 from crawler import airbrake, metrics
 from crawler.backoff import error_delay, throttle_delay
 from crawler.blobs import BlobStore, open_blob_store
-from crawler.crawl import CrawlResult, GmailCrawler
+from crawler.crawl import CrawlResult, ImapCrawler
 from crawler.errors import (
     AuthFailed,
     AuthRevoked,
@@ -37,13 +37,16 @@ from crawler.errors import (
     Interrupted,
     Throttled,
 )
+from crawler.gmail_crawler import GmailCrawler
 from crawler.keys import Keys, check_user_uuid
-from crawler.lease import Lease
+from crawler.lease import Lease, LeaseLost
 from crawler.oauth import TokenCipher, TokenSource
 from crawler.redis_url import redis_from_url
 from crawler.retry import GroundhogDay, RetryDetails
 from crawler.rules import Rule, RuleTester
-from crawler.store import Document, Store, in_shard
+from crawler.scrub import scrub_text
+from crawler.store import Store, in_shard
+from crawler.store.status import Document, LastError, State
 from crawler.uidqueue import UidQueue
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,7 @@ REDIS_TIMEOUT = 10.0  # seconds: a Redis that stops answering fails a crawl, nev
 DEFAULT_CRAWLERS: Mapping[str, type[Any]] = {
     "gmail_oauth": GmailCrawler,
     "g_apps_oauth": GmailCrawler,
-    "imap_password": GmailCrawler,
+    "imap_password": ImapCrawler,
 }
 
 
@@ -134,7 +137,7 @@ class CrawlIterator:
 
     def due(self, now: float) -> Iterator[Document]:
         """The due statuses of this shard."""
-        for status in self.store.due(now):
+        for status in self.store.statuses.due(now):
             user_uuid = status.get("user_uuid")
             if isinstance(user_uuid, str) and in_shard(
                 user_uuid, self.client_id, self.client_count
@@ -155,7 +158,7 @@ class CrawlIterator:
             # `status` was read before the lease: another worker may have crawled the account
             # since, and left it throttled, auth_failed or simply done. Only the status read
             # under the lease says whether it is still due, and where its cursor is.
-            current = self.store.status_of(user_uuid)
+            current = self.store.statuses.of(user_uuid)
             if current is None or not _due(current, self.clock()):
                 return "skipped"
             queue = UidQueue(self.redis, self.keys, user_uuid, lease)
@@ -166,10 +169,7 @@ class CrawlIterator:
 
     def _run(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
         started = time.monotonic()
-        self.store.update_status(
-            user_uuid,
-            {"state": "crawling", "last_started_at": self.clock(), "worker": self.worker_id},
-        )
+        self.store.statuses.started(user_uuid, self.worker_id, self.clock())
         crawler: Any = None
         try:
             rules = self._rules(user_uuid)
@@ -250,7 +250,7 @@ class CrawlIterator:
                 rules.append(Rule.from_document(document))
             except BadRule as error:
                 errors[str(document.get("_id"))] = str(error)
-        self.store.update_status(user_uuid, {"rule_errors": errors})
+        self.store.statuses.rule_errors(user_uuid, errors, merge=False)
         if errors and not rules:
             raise BadRule(f"the account has no usable rule: {errors}")
         return rules
@@ -264,6 +264,9 @@ class CrawlIterator:
             return self._finish_throttled(user_uuid, status, error)
         if isinstance(error, Interrupted):
             return self._finish_interrupted(user_uuid)
+        if isinstance(error, LeaseLost):  # another worker crawls the account now: its status
+            log.warning("crawl of %s stopped: %s", user_uuid, error, extra={"user_uuid": user_uuid})
+            return "lease_lost"
         if isinstance(error, AuthFailed):
             if isinstance(error, AuthRevoked):  # once: the account is not crawled again
                 self._report(user_uuid, error)
@@ -281,73 +284,36 @@ class CrawlIterator:
 
     def _finish_ok(self, user_uuid: str) -> str:
         now = self.clock()
-        self.store.update_status(
-            user_uuid,
-            {
-                "state": "idle",
-                "next_crawl_at": now + self.settings.crawl_interval,
-                "last_finished_at": now,
-                "consecutive_throttles": 0,
-                "consecutive_errors": 0,
-                "throttle_reason": None,
-                "last_error": None,
-            },
-        )
-        return "idle"
+        self.store.statuses.finished(user_uuid, now, now + self.settings.crawl_interval)
+        return State.IDLE
 
     def _finish_interrupted(self, user_uuid: str) -> str:
-        # Due at once: whichever worker takes the lease next resumes from the queue.
-        self.store.update_status(user_uuid, {"state": "idle", "next_crawl_at": self.clock()})
+        self.store.statuses.interrupted(user_uuid, self.clock())
         return "interrupted"
 
     def _finish_throttled(self, user_uuid: str, status: Mapping[str, Any], error: Throttled) -> str:
         now = self.clock()
         consecutive = int(status.get("consecutive_throttles") or 0) + 1
         until = now + throttle_delay(error, consecutive, self.settings)
-        self.store.update_status(
-            user_uuid,
-            {
-                "state": "throttled",
-                "throttle_backoff_timestamp": until,
-                "next_crawl_at": until,
-                "consecutive_throttles": consecutive,
-                "throttle_reason": error.reason,
-                "last_finished_at": now,
-                "last_error": _record_error(error, now),
-            },
-        )
-        return "throttled"
+        record = _record_error(error, now)
+        self.store.statuses.throttled(user_uuid, error.reason, consecutive, until, record)
+        return State.THROTTLED
 
     def _finish_auth_failed(self, user_uuid: str, error: AuthFailed) -> str:
-        now = self.clock()
-        self.store.update_status(
-            user_uuid,
-            {
-                "state": "auth_failed",
-                "next_crawl_at": None,  # only re-authorizing the account brings it back
-                "last_finished_at": now,
-                "last_error": _record_error(error, now),
-                "auth_revoked": isinstance(error, AuthRevoked),
-            },
+        revoked = isinstance(error, AuthRevoked)
+        self.store.statuses.auth_failed(
+            user_uuid, _record_error(error, self.clock()), revoked=revoked
         )
-        return "auth_failed"
+        return State.AUTH_FAILED
 
     def _finish_error(
         self, user_uuid: str, error: Exception, status: Mapping[str, Any] | None = None
     ) -> str:
         now = self.clock()
         consecutive = int((status or {}).get("consecutive_errors") or 0) + 1
-        self.store.update_status(
-            user_uuid,
-            {
-                "state": "error",
-                "next_crawl_at": now + error_delay(consecutive, self.settings),
-                "consecutive_errors": consecutive,
-                "last_finished_at": now,
-                "last_error": _record_error(error, now),
-            },
-        )
-        return "error"
+        next_crawl_at = now + error_delay(consecutive, self.settings)
+        self.store.statuses.failed(user_uuid, _record_error(error, now), consecutive, next_crawl_at)
+        return State.ERROR
 
 
 def _due(status: Mapping[str, Any], now: float) -> bool:
@@ -356,8 +322,8 @@ def _due(status: Mapping[str, Any], now: float) -> bool:
     return isinstance(next_crawl_at, int | float) and next_crawl_at <= now
 
 
-def _record_error(error: Exception, now: float) -> dict[str, Any]:
+def _record_error(error: Exception, now: float) -> LastError:
     """Count the error by class; the `last_error` document for it."""
     metrics.ERRORS.labels(type(error).__name__).inc()
-    message = airbrake.scrub_text(str(error))[:500]  # an error's text may quote a secret
+    message = scrub_text(str(error))[:500]  # an error's text may quote a secret
     return {"type": type(error).__name__, "message": message, "at": now}

@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 
 from config import Settings
-from crawler.crawl import GMAIL_PROVIDERS
 from crawler.errors import BadAccount, BadInput
+from crawler.gmail_crawler import GMAIL_PROVIDERS
 from crawler.keys import check_user_uuid
 from crawler.oauth import Consent
 from crawler.store import Document
@@ -239,7 +239,7 @@ def authorize(
         else:
             refresh_token = _consent(ops.settings, str(account.get("email")), no_browser, timeout)
         ops.store.save_oauth(user_uuid, _oauth(cipher.encrypt(refresh_token)))
-        revived = ops.store.reauthorize(user_uuid, time.time())
+        revived = ops.store.statuses.reauthorized(user_uuid, time.time())
     typer.echo(
         f"authorized {user_uuid}" + (": it was auth_failed and is due now" if revived else "")
     )

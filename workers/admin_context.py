@@ -24,7 +24,8 @@ from crawler.blobs import BlobStore, open_blob_store
 from crawler.errors import BadInput, CrawlerError
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
-from crawler.store import Document, Store
+from crawler.store.admin import AdminStore
+from crawler.store.status import Document
 from workers.connections import mongo_client, redis_client
 
 EXIT_FAILED = 1  # bad configuration, an unreachable store, an unknown id
@@ -54,15 +55,15 @@ class Operator:
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
         self._mongo: MongoClient[Document] | None = None
-        self._store: Store | None = None
+        self._store: AdminStore | None = None
         self._redis: redis.Redis | None = None
 
     @property
-    def store(self) -> Store:
+    def store(self) -> AdminStore:
         """The MongoDB collections; ConfigError when MongoDB cannot be used."""
         if self._store is None:
             self._mongo = mongo_client(self.settings.mongodb_url)
-            self._store = Store(self._mongo.get_default_database("crawler"))
+            self._store = AdminStore(self._mongo.get_default_database("crawler"))
         return self._store
 
     @property

@@ -87,7 +87,7 @@ def gather(ops: Operator, now: float, limit: int) -> Report:
     """Read everything the status shows."""
     workers = heartbeats(ops.redis, ops.keys, now)
     queues = queue_depths(ops.redis, ops.keys)
-    counts = ops.store.count_by_state()
+    counts = ops.store.statuses.count_by_state()
     totals = {
         "accounts": sum(counts.values()),
         "live_workers": sum(row.shard is not None for row in workers),

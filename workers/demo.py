@@ -39,11 +39,12 @@ from crawler.errors import ConfigError
 from crawler.iterate import PassResult
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
-from crawler.store import Document, Store
-from crawler.testing import tokens
-from crawler.testing.embedded_mongo import EmbeddedMongo
-from crawler.testing.fakegmail import FakeGmail, Fault, FaultKind
-from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from crawler.store.admin import AdminStore
+from crawler.store.status import Document
+from standins import tokens
+from standins.embedded_mongo import EmbeddedMongo
+from standins.fakegmail import FakeGmail, Fault, FaultKind
+from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from workers.connections import mongo_client, redis_client
 from workers.monitor import Check, Monitor
 from workers.worker import Worker
@@ -232,7 +233,7 @@ class _World:
         self.keys = Keys(self.settings.redis_prefix)
         self.redis = redis_client(self.settings.redis_url)
         self.mongo = mongo_client(mongo.uri)
-        self.store = Store(self.mongo["demo"])
+        self.store = AdminStore(self.mongo["demo"])
         self.cipher = TokenCipher(self.settings.secret_key.get_secret_value())
         for account in ACCOUNTS:
             self._add(account)
@@ -280,7 +281,9 @@ class _World:
         """Jump to the end of the next backoff; None when nothing is left to wait for."""
         waiting = [
             float(status["next_crawl_at"])
-            for status in self.store.status.find({"state": {"$in": ["throttled", "error"]}})
+            for status in self.store.statuses.collection.find(
+                {"state": {"$in": ["throttled", "error"]}}
+            )
             if status.get("next_crawl_at") is not None
         ]
         if not waiting:
@@ -293,7 +296,9 @@ class _World:
 
     def statuses(self) -> dict[str, Document]:
         """Every account's `crawl_status`, by user_uuid."""
-        return {str(status["user_uuid"]): status for status in self.store.status.find({})}
+        return {
+            str(status["user_uuid"]): status for status in self.store.statuses.collection.find({})
+        }
 
     def remaining(self, user_uuid: str) -> int:
         """UIDs of the account still queued or in flight."""

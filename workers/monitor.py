@@ -82,11 +82,8 @@ class Monitor:
                 result.requeued[user_uuid] = moved
                 # Due at once only if its crawl died mid-way: a crawl that ended throttled
                 # (or failed) with UIDs in flight keeps its backoff.
-                self.store.status.update_one(
-                    {"user_uuid": user_uuid, "state": "crawling"},
-                    {"$set": {"state": "idle", "next_crawl_at": now}},
-                )
-        result.stalled = self.store.report_stalled(now - self.settings.stall_after, now)
+                self.store.statuses.requeued(user_uuid, now)
+        result.stalled = self.store.statuses.stalled(now - self.settings.stall_after, now)
         for user_uuid in result.stalled:
             stalled = Stalled(f"no progress for {self.settings.stall_after:.0f}s")
             log.warning(
@@ -99,9 +96,9 @@ class Monitor:
         return result
 
     def _gauges(self, now: float) -> None:
-        for state, count in self.store.count_by_state().items():
+        for state, count in self.store.statuses.count_by_state().items():
             metrics.ACCOUNTS.labels(state).set(count)
-        metrics.THROTTLED.set(self.store.count_throttled(now))
+        metrics.THROTTLED.set(self.store.statuses.count_throttled(now))
         metrics.WORKERS.set(self.redis.zcount(self.keys.workers, now, "+inf"))
         watched = self._watched()
         with self.redis.pipeline(transaction=False) as pipe:

@@ -119,7 +119,7 @@ class Worker:
         """Seconds until the next account is due, at most a third of the heartbeat TTL."""
         now = self.clock()
         longest = self.settings.heartbeat_ttl / 3
-        next_due = Store(self.database).next_due_at(now)
+        next_due = Store(self.database).statuses.next_due_at(now)
         return max(0.0, min(longest, next_due - now)) if next_due is not None else longest
 
     def install_signal_handlers(self) -> None:

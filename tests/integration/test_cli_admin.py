@@ -31,10 +31,10 @@ from crawler.blobs import FileBlobStore
 from crawler.iterate import CrawlIterator
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
-from crawler.store import new_status
-from crawler.testing.embedded_mongo import EmbeddedMongo
-from crawler.testing.fakegmail import FakeGmail
-from crawler.testing.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from crawler.store.status import new_status
+from standins.embedded_mongo import EmbeddedMongo
+from standins.fakegmail import FakeGmail
+from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from tests.conftest import REDIS_URL
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.fakes import build_message

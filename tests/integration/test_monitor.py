@@ -11,6 +11,7 @@ from crawler import metrics
 from crawler.keys import Keys
 from crawler.lease import Lease
 from crawler.store import Store
+from crawler.store.status import LastError
 from crawler.uidqueue import UidQueue
 from workers.monitor import Monitor
 
@@ -31,8 +32,9 @@ def test_an_abandoned_crawl_is_requeued_and_due_at_once(
     parts: tuple[Monitor, Store, Keys, Any],
 ) -> None:
     monitor, store, keys, client = parts
-    store.ensure_statuses(["u1"], now=NOW - 100)
-    store.update_status("u1", {"state": "crawling", "next_crawl_at": NOW + 500})
+    store.statuses.created(["u1"], now=NOW - 100)
+    store.statuses.finished("u1", now=NOW - 100, next_crawl_at=NOW + 500)
+    store.statuses.started("u1", "dead-worker", now=NOW - 50)
     lease = Lease(client, keys, "u1", "dead-worker", ttl=60)
     lease.acquire()
     queue = UidQueue(client, keys, "u1", lease)
@@ -44,7 +46,7 @@ def test_an_abandoned_crawl_is_requeued_and_due_at_once(
 
     assert check.acted and check.requeued == {"u1": 2}
     assert queue.depth() == (4, 0)
-    status = store.status_of("u1")
+    status = store.statuses.of("u1")
     assert (status["state"], status["next_crawl_at"]) == ("idle", NOW)
 
 
@@ -80,13 +82,10 @@ def test_dead_workers_leave_the_membership(parts: tuple[Monitor, Store, Keys, An
 
 def test_a_stalled_crawl_is_reported_once(parts: tuple[Monitor, Store, Keys, Any]) -> None:
     monitor, store, keys, client = parts
-    store.ensure_statuses(["slow", "fine"], now=NOW)
-    store.update_status(
-        "slow", {"state": "crawling", "last_started_at": NOW - 3600, "progress_at": NOW - 900}
-    )
-    store.update_status(
-        "fine", {"state": "crawling", "last_started_at": NOW - 3600, "progress_at": NOW - 5}
-    )
+    store.statuses.created(["slow", "fine"], now=NOW)
+    for user_uuid, progress_at in (("slow", NOW - 900), ("fine", NOW - 5)):
+        store.statuses.started(user_uuid, "w", now=NOW - 3600)
+        store.statuses.progressed(user_uuid, now=progress_at, counts={})
 
     assert monitor.check().stalled == ["slow"]
     client.delete(keys.monitor_lock)
@@ -95,9 +94,10 @@ def test_a_stalled_crawl_is_reported_once(parts: tuple[Monitor, Store, Keys, Any
 
 def test_gauges_follow_the_stores(parts: tuple[Monitor, Store, Keys, Any]) -> None:
     monitor, store, keys, client = parts
-    store.ensure_statuses(["a", "b", "c"], now=NOW)
-    store.update_status("a", {"state": "throttled", "throttle_backoff_timestamp": NOW + 60})
-    store.update_status("b", {"state": "throttled", "throttle_backoff_timestamp": NOW - 60})
+    store.statuses.created(["a", "b", "c"], now=NOW)
+    error: LastError = {"type": "Throttled", "message": "x", "at": NOW}
+    store.statuses.throttled("a", "throttled", consecutive=1, until=NOW + 60, error=error)
+    store.statuses.throttled("b", "throttled", consecutive=1, until=NOW - 60, error=error)
     lease = Lease(client, keys, "a", "w", ttl=60)
     lease.acquire()
     queue = UidQueue(client, keys, "a", lease)

@@ -17,8 +17,9 @@ from pymongo import monitoring
 
 from config import Settings
 from crawler.iterate import CrawlIterator
-from crawler.store import Store, new_status
-from crawler.testing.embedded_mongo import EmbeddedMongo
+from crawler.store import Store
+from crawler.store.status import new_status
+from standins.embedded_mongo import EmbeddedMongo
 from tests.plugins.mongo import REAL_MONGODB_URL
 
 pytestmark = pytest.mark.integration

@@ -53,33 +53,9 @@ def test_discovery_reads_only_rules_added_since_last_time(store: Store) -> None:
     assert store.discover_accounts(now=12) == 1
     assert store.resync_accounts(now=13) == 1  # the rule with a string _id
     assert store.resync_accounts(now=14) == 0
-    due = [(doc["user_uuid"], doc["next_crawl_at"]) for doc in store.due(now=12)]
+    due = [(doc["user_uuid"], doc["next_crawl_at"]) for doc in store.statuses.due(now=12)]
     assert sorted(due) == [("a", 10), ("b", 10), ("c", 12)]
-    assert store.status_of("d")["state"] == "idle"
-
-
-def test_new_statuses_start_idle_and_due(store: Store) -> None:
-    assert store.ensure_statuses(["a", "a", 7, "b"], now=5) == 2
-    assert store.ensure_statuses(["a", "c"], now=6) == 1
-    status = store.status_of("a")
-    assert (status["state"], status["next_crawl_at"], status["last_uid"]) == ("idle", 5, 0)
-    assert status["totals"] == {"messages": 0, "attachments": 0, "bytes": 0}
-
-
-def test_due_is_ordered_and_excludes_the_future_and_unscheduled(store: Store) -> None:
-    store.ensure_statuses(["a", "b", "c", "d"], now=0)
-    store.update_status("a", {"next_crawl_at": 50})
-    store.update_status("b", {"next_crawl_at": 10})
-    store.update_status("c", {"next_crawl_at": None})
-    store.update_status("d", {"next_crawl_at": 99})
-    assert [doc["user_uuid"] for doc in store.due(now=60)] == ["b", "a"]
-
-
-def test_update_status_sets_and_increments(store: Store) -> None:
-    store.ensure_statuses(["a"], now=0)
-    store.update_status("a", {"state": "crawling"}, inc={"totals.attachments": 2})
-    document = store.update_status("a", {"state": "idle"}, inc={"totals.attachments": 3})
-    assert (document["state"], document["totals"]["attachments"]) == ("idle", 5)
+    assert store.statuses.of("d")["state"] == "idle"
 
 
 def test_attachments_are_stored_once_per_message_part(store: Store) -> None:
@@ -94,13 +70,6 @@ def test_attachments_are_stored_once_per_message_part(store: Store) -> None:
     store.add_rule_ids("a", msgid, "2", ["r1", "r2"])
     store.add_rule_ids("a", msgid, "2", ["r2", "r3"])
     assert sorted(store.attachments.find_one({"part": "2"})["rule_ids"]) == ["r1", "r2", "r3"]
-
-
-def test_failed_uids_keep_the_newest(store: Store) -> None:
-    store.ensure_statuses(["a"], now=0)
-    for uid in range(1, 6):
-        store.push_failed_uid("a", {"uid": uid}, keep=3)
-    assert [entry["uid"] for entry in store.status_of("a")["failed_uids"]] == [3, 4, 5]
 
 
 def test_oauth_fields_are_updated_in_place(store: Store) -> None:

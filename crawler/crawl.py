@@ -1,44 +1,43 @@
-"""`GmailCrawler`: one crawl of one account, end to end.
+"""`ImapCrawler`: one crawl of one account on any IMAP server, end to end.
 
-Connect and authenticate, EXAMINE All Mail, search for UIDs above the cursor (unless a queue is
-left from a crawl that stopped), push them, then drain the queue in batches: metadata, the
-wanted parts, blobs, attachment documents, ack. The cursor advances only once the queue is empty.
+Connect and log in, EXAMINE the folder, search for UIDs above the cursor (unless a queue is left
+from a crawl that stopped), push them, then drain the queue in batches: metadata, the wanted
+parts, blobs, attachment documents, ack. The cursor advances only once the queue is empty.
+What a Gmail account does differently (XOAUTH2, All Mail, X-GM-RAW, X-GM-MSGID) is
+`crawler.gmail_crawler.GmailCrawler`, a subclass.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from config import Settings
 from crawler import metrics
 from crawler.blobs import BlobStore
-from crawler.download import Downloader, Fetched, Wanted, report_failures
+from crawler.download import Downloader, Fetched, Wanted
 from crawler.errors import (
-    AuthFailed,
-    AuthRevoked,
     BadAccount,
     BadInput,
     ConfigError,
     CrawlerError,
     Interrupted,
-    PartialFetch,
     ProtocolError,
     Throttled,
-    WebLoginRequired,
 )
 from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
 from crawler.identity import message_identity
+from crawler.lease import LeaseLost
 from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header
+from crawler.narrow import one_at_a_time
 from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
 from crawler.rules import Rule, RuleTester
 from crawler.store import Store
 from crawler.uidqueue import UidQueue
 
-GMAIL_PROVIDERS = frozenset({"gmail_oauth", "g_apps_oauth"})
 MAX_FAILED_UIDS = 1000
 # Crawls in a row that can read no answer for the same UIDs before the messages, not the
 # server, are blamed: a server's fault is retried, but one message must not stop the account.
@@ -58,8 +57,22 @@ class CrawlResult:
     bytes_in: int = 0
 
 
-class GmailCrawler:
-    """Crawls one account; raises `Throttled` (or a subclass) when Gmail says to back off."""
+class Crawler(Protocol):
+    """What `CrawlIterator` asks of a crawler class: built with keyword arguments (`account`,
+    `rules`, `settings`, `status`, `store`, `queue`, `blobs`, `cipher`, `tokens`, `rule_tester`,
+    `clock`, `should_stop`), it crawls the account once, raising `Throttled` (or a subclass)
+    when the server says to back off."""
+
+    def crawl(self) -> CrawlResult | None:
+        """Run one crawl of the account."""
+        ...
+
+
+class ImapCrawler:
+    """Crawls one account on any IMAP server (`imap_password`: LOGIN, a folder of the account's,
+    every new message a candidate); raises `Throttled` when the server says to back off."""
+
+    gmail_items = False  # X-GM-MSGID, X-GM-THRID and X-GM-LABELS in the metadata
 
     def __init__(
         self,
@@ -80,8 +93,6 @@ class GmailCrawler:
     ) -> None:
         self.account = account
         self.user_uuid = str(account["user_uuid"])
-        self.provider = str(account.get("provider") or "gmail_oauth")
-        self.gmail = self.provider in GMAIL_PROVIDERS
         self.rules = list(rules)
         self.settings = settings
         self.status = dict(status)
@@ -129,8 +140,6 @@ class GmailCrawler:
         )
 
     def _server(self) -> tuple[str, int, bool]:
-        if self.gmail:
-            return self.settings.imap_host, self.settings.imap_port, self.settings.imap_tls
         imap = self.account.get("imap")
         if not isinstance(imap, Mapping) or not isinstance(imap.get("host"), str):
             raise BadAccount("imap.host is missing for an imap_password account")
@@ -142,49 +151,30 @@ class GmailCrawler:
         return str(imap["host"]), port, tls
 
     def _authenticate(self, session: ImapSession) -> None:
+        password = self._cipher().decrypt(self.account.get("password"), "password")
+        session.login(str(self.account.get("username") or self._email()), password)
+
+    def _email(self) -> str:
         email = self.account.get("email")
         if not isinstance(email, str) or not email:
             raise BadAccount("email is missing")
-        if not self.gmail:
-            password = self._cipher().decrypt(self.account.get("password"), "password")
-            session.login(str(self.account.get("username") or email), password)
-            return
-        session.require("X-GM-EXT-1")
-        oauth = self.account.get("oauth")
-        if not isinstance(oauth, Mapping):
-            raise BadAccount("oauth is missing: authorize the account first")
-        if self.tokens is None:
-            raise ConfigError(MISSING_KEY)
-        cached = self.tokens.cached(oauth)
-        token = cached.token if cached else self._refresh(oauth)
-        try:
-            session.xoauth2(email, token)
-        except (AuthRevoked, WebLoginRequired):
-            raise
-        except AuthFailed:
-            if cached is None:
-                raise
-            session.xoauth2(email, self._refresh(oauth))  # the cached token was refused: once
+        return email
 
     def _cipher(self) -> TokenCipher:
         if self.cipher is None:
             raise ConfigError(MISSING_KEY)
         return self.cipher
 
-    def _refresh(self, oauth: Mapping[str, Any]) -> str:
-        if self.tokens is None:
-            raise ConfigError(MISSING_KEY)
-        access = self.tokens.refresh(oauth)
-        self.store.save_oauth(self.user_uuid, self.tokens.encrypted(access))
-        return access.token
-
     def _folder(self, session: ImapSession) -> str:
-        if self.gmail:
-            return session.all_mail()
         folder = self.account.get("folder", "INBOX")
         if not isinstance(folder, str):
             raise BadAccount("folder must be a string")
         return folder
+
+    def _search_query(self, rule: Rule) -> str | None:
+        """The server-side search that finds a rule's candidates; None: every new message
+        (a plain IMAP server has no Gmail search syntax, so BODYSTRUCTURE decides)."""
+        return None
 
     # -- cursor and search --------------------------------------------------------------
 
@@ -196,9 +186,9 @@ class GmailCrawler:
         self.queue.clear()
         self.status.update(uidvalidity=mailbox.uidvalidity, last_uid=0, rules_seen=[])
         self.status.update(pending_uid=0, pending_rules=[])
-        self.store.update_status(
+        self.store.statuses.recorded(
             self.user_uuid,
-            {key: self.status[key] for key in ("uidvalidity", "last_uid", "rules_seen")},
+            **{key: self.status[key] for key in ("uidvalidity", "last_uid", "rules_seen")},
         )
 
     def _search(self, session: ImapSession, mailbox: Mailbox) -> None:
@@ -217,14 +207,14 @@ class GmailCrawler:
             self.queue.push(sorted(hits), rule_ids=hits)
         pending = {"pending_uid": top or max(hits, default=cursor), "pending_rules": self._ids()}
         self.status.update(pending)
-        self.store.update_status(self.user_uuid, pending)
+        self.store.statuses.recorded(self.user_uuid, **pending)
         if session.throttled:
             raise Throttled("Gmail replied [THROTTLED] during the search")
 
     def _queries(self) -> dict[str | None, list[Rule]]:
         groups: dict[str | None, list[Rule]] = defaultdict(list)
         for rule in self.tester.rules:
-            groups[rule.search_query if self.gmail else None].append(rule)
+            groups[self._search_query(rule)].append(rule)
         if len(groups) > self.settings.max_queries:
             kept = dict(list(groups.items())[: self.settings.max_queries])
             dropped = [
@@ -252,13 +242,11 @@ class GmailCrawler:
         }
         fields |= {"pending_uid": None, "pending_rules": None}
         self.status.update(fields)
-        self.store.update_status(self.user_uuid, fields)
+        self.store.statuses.recorded(self.user_uuid, **fields)
 
     def _rule_errors(self, rule_ids: Sequence[str], reason: str) -> None:
-        if rule_ids:
-            self.store.update_status(
-                self.user_uuid, {f"rule_errors.{rule_id}": reason for rule_id in rule_ids}
-            )
+        errors = dict.fromkeys(rule_ids, reason)
+        self.store.statuses.rule_errors(self.user_uuid, errors, merge=True)
 
     # -- draining the queue -------------------------------------------------------------
 
@@ -288,19 +276,21 @@ class GmailCrawler:
                 raise Interrupted("the crawl ran for CRAWLER_MAX_CRAWL_TIME; it resumes next pass")
 
     def _keep_lease(self, *, force: bool = False) -> None:
-        """Renew the account's lease after each batch, and within one every third of its TTL."""
+        """Renew the account's lease after each batch, and within one every third of its TTL;
+        LeaseLost (the crawl stops at once) when another worker holds it now."""
         now = time.monotonic()
         if force or now - self.lease_renewed > self.settings.lease_ttl / 3:
-            self.queue.lease.renew()
+            if not self.queue.lease.renew():
+                raise LeaseLost(f"the lease of {self.user_uuid} expired and was not renewed")
             self.lease_renewed = now
 
     def _record_progress(self, before: CrawlResult) -> None:
         """Add the batch's counts to `crawl_status.totals`, so progress survives any stop."""
         done = {
-            f"totals.{name}": getattr(self.result, name) - getattr(before, name)
+            name: getattr(self.result, name) - getattr(before, name)
             for name in ("messages", "attachments", "bytes")
         }
-        self.store.update_status(self.user_uuid, {"progress_at": self.clock()}, inc=done)
+        self.store.statuses.progressed(self.user_uuid, self.clock(), done)
 
     def _process(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
         found_by = self.queue.rule_ids(batch)
@@ -334,26 +324,20 @@ class GmailCrawler:
             self._save(metas[fetched.wanted.uid], fetched)
 
     def _metadata(self, session: ImapSession, batch: list[int]) -> dict[int, MessageMeta]:
-        try:
-            return session.metadata(batch, gmail=self.gmail)
-        except PartialFetch:
-            pass
-        except ProtocolError:
-            if session.broken:
-                raise
-        # Gmail could not FETCH some, or an answer cannot be read: find which, one at a time
-        # (a lone message gets a second try).
-        metas: dict[int, MessageMeta] = {}
-        failures: list[tuple[int, CrawlerError]] = []
-        for uid in batch:
-            try:
-                metas.update(session.metadata([uid], gmail=self.gmail))
-            except (PartialFetch, ProtocolError) as error:
-                if session.broken:
-                    raise
-                failures.append((uid, error))
-        report_failures(batch, failures, self._failed, self._server_at_fault)
-        return metas
+        """The batch's metadata in one UID FETCH; one UID at a time if need be."""
+
+        def fetch(uids: list[int]) -> Iterator[tuple[int, MessageMeta]]:
+            yield from session.metadata(uids, gmail=self.gmail_items).items()
+
+        return dict(
+            one_at_a_time(
+                batch,
+                fetch,
+                broken=lambda: session.broken,
+                failed=self._failed,
+                server_at_fault=self._server_at_fault,
+            )
+        )
 
     def _candidates(self, meta: MessageMeta, found_by: Sequence[str]) -> list[AttachmentPart]:
         """The message's attachment parts that a rule which found it keeps under some name."""
@@ -455,11 +439,9 @@ class GmailCrawler:
         suspect = self.status.get("suspect_uids") or {}
         same = suspect.get("uids") == list(uids)
         crawls = (suspect.get("crawls", 0) if same else 0) + 1
-        fields: dict[str, Any] = {"suspect_uids": {"uids": list(uids), "crawls": crawls}}
-        if crawls >= SUSPECT_CRAWLS:
-            fields = {"suspect_uids": None}
-        self.status.update(fields)
-        self.store.update_status(self.user_uuid, fields)
+        suspect = {"uids": list(uids), "crawls": crawls} if crawls < SUSPECT_CRAWLS else None
+        self.status.update(suspect_uids=suspect)
+        self.store.statuses.recorded(self.user_uuid, suspect_uids=suspect)
         return crawls < SUSPECT_CRAWLS
 
     def _failed(self, uid: int, error: CrawlerError, *, part: str | None = None) -> None:
@@ -471,7 +453,7 @@ class GmailCrawler:
             "message": str(error)[:300],
             "at": self.clock(),
         }
-        self.store.push_failed_uid(self.user_uuid, entry, MAX_FAILED_UIDS)
+        self.store.statuses.uid_failed(self.user_uuid, entry, MAX_FAILED_UIDS)
 
 
 def _message_fields(envelope: Any) -> dict[str, Any]:

@@ -22,10 +22,11 @@ from functools import partial
 
 from crawler.blobs import BlobStore
 from crawler.decode import PartDecoder
-from crawler.errors import CrawlerError, PartialFetch, ProtocolError
+from crawler.errors import ProtocolError, ServerFault
 from crawler.gmail.session import ImapSession
 from crawler.gmail.wire import LiteralSink
 from crawler.mime import AttachmentPart
+from crawler.narrow import Failed, ServerAtFault, one_at_a_time
 
 
 @dataclass(frozen=True)
@@ -94,25 +95,6 @@ def plan(wanted: Sequence[Wanted], budget: int, stream_size: int) -> Plan:
 Recheck = Callable[[Wanted, int], tuple[str, ...]]
 
 
-ServerAtFault = Callable[[Sequence[int]], bool]
-
-
-def report_failures(
-    uids: Sequence[int],
-    failures: list[tuple[int, CrawlerError]],
-    failed: Callable[[int, CrawlerError], None],
-    server_at_fault: ServerAtFault,
-) -> None:
-    """Hand `failed` each UID that failed even alone. When no answer for any of the UIDs could
-    be read, the server may be at fault rather than the messages: while `server_at_fault(uids)`
-    says so, raise, and all of them are retried."""
-    unreadable = [error for _, error in failures if not isinstance(error, PartialFetch)]
-    if len(unreadable) == len(uids) and server_at_fault(uids):
-        raise unreadable[0]
-    for uid, error in failures:
-        failed(uid, error)
-
-
 class Downloader:
     """Downloads wanted parts over one session into a blob store.
 
@@ -133,7 +115,7 @@ class Downloader:
         recheck: Recheck,
         *,
         progress: Callable[[], None] = lambda: None,
-        failed: Callable[[int, CrawlerError], None],
+        failed: Failed,
         server_at_fault: ServerAtFault,
     ) -> None:
         self.session = session
@@ -161,34 +143,22 @@ class Downloader:
     def _narrowed(
         self, uids: list[int], fetch: Callable[[list[int]], Iterator[Fetched]]
     ) -> Iterator[Fetched]:
-        """`fetch(uids)`; when Gmail could not FETCH some of them, or an answer cannot be read,
-        once more each UID alone, then `failed` (such a fetch has stored nothing of its own: its
-        answer is checked first, or its blob discarded). UIDs answered without data:
-        `_unserved`."""
-        try:
-            yield from fetch(uids)
-        except (PartialFetch, ProtocolError):
-            if self.session.broken:
-                raise
-            failures: list[tuple[int, CrawlerError]] = []
-            for uid in uids:
-                yield from self._alone(uid, fetch, failures)
-            report_failures(uids, failures, self.failed, self.server_at_fault)
-        except _Unserved as error:
-            self._unserved(error)
+        """`fetch(uids)`, one UID at a time if need be (`crawler.narrow`): such a fetch has
+        stored nothing of its own when it fails (its answer is checked first, or its blob
+        discarded). UIDs answered without data: `_unserved`."""
+        return one_at_a_time(
+            uids,
+            partial(self._served, fetch),
+            broken=lambda: self.session.broken,
+            failed=self.failed,
+            server_at_fault=self.server_at_fault,
+        )
 
-    def _alone(
-        self,
-        uid: int,
-        fetch: Callable[[list[int]], Iterator[Fetched]],
-        failures: list[tuple[int, CrawlerError]],
+    def _served(
+        self, fetch: Callable[[list[int]], Iterator[Fetched]], uids: list[int]
     ) -> Iterator[Fetched]:
         try:
-            yield from fetch([uid])
-        except (PartialFetch, ProtocolError) as error:
-            if self.session.broken:
-                raise
-            failures.append((uid, error))
+            yield from fetch(uids)
         except _Unserved as error:
             self._unserved(error)
 
@@ -198,7 +168,7 @@ class Downloader:
         so the batch is retried."""
         held = sorted(self.session.present(error.uids))
         if held and len(error.uids) == error.asked > 1:
-            raise ProtocolError(f"the server sent no data for {error.what} of any of UIDs {held}")
+            raise ServerFault(f"the server sent no data for {error.what} of any of UIDs {held}")
         for uid in held:
             self.failed(uid, ProtocolError(f"UID {uid}: the server sent no data for {error.what}"))
 

@@ -66,6 +66,11 @@ class ProtocolError(CrawlerError):
     """The server said something that is not the IMAP we expect: contained to this account."""
 
 
+class ServerFault(ProtocolError):
+    """The server, not a message, is at fault (it served none of several messages): the
+    command is not narrowed to one UID at a time, and the crawl is retried later."""
+
+
 class BadInput(CrawlerError):
     """A malformed rule, account or message: fails that one item, with the reason."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from redis import Redis
 
-from crawler.errors import Transient
+from crawler.errors import CrawlerError
 from crawler.keys import Keys
 
 # A Lua condition, true when the lease (KEYS[1]) holds our worker id (ARGV[1]). Every script that
@@ -28,8 +28,11 @@ _RENEW = f"if {HELD_BY_US} then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) e
 _RELEASE = f"if {HELD_BY_US} then return redis.call('DEL', KEYS[1]) end return 0"
 
 
-class LeaseLost(Transient):
-    """This worker no longer holds the account's lease: another worker (or none) owns the crawl."""
+class LeaseLost(CrawlerError):
+    """This worker no longer holds the account's lease: another worker (or none) owns the crawl.
+
+    Never retried: the crawl stops at once and leaves the account, its status and its queue to
+    the holder (or, when none took it, to the monitor)."""
 
 
 class Lease:

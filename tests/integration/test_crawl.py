@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from crawler.blobs import BlobWriter, FileBlobStore
-from crawler.testing.fakegmail import Fault, FaultKind, Ledger
+from standins.fakegmail import Fault, FaultKind, Ledger
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from crawler.testing.fakegmail import FakeMessage
+from standins.fakegmail import FakeMessage
 from tests.plugins.crawling import World
 from tests.plugins.dovecot import Dovecot
 

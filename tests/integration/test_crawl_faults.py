@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from crawler.testing.fakegmail import Fault, FaultKind
+from standins.fakegmail import Fault, FaultKind
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 

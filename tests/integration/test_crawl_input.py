@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler.testing.fakegmail import FakeGmail
+from standins.fakegmail import FakeGmail
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 

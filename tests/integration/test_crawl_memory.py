@@ -19,8 +19,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from crawler.oauth import TokenCipher
-from crawler.testing import tokens
-from crawler.testing.fakegmail import FakeGmail
+from standins import tokens
+from standins.fakegmail import FakeGmail
 
 pytestmark = pytest.mark.integration
 

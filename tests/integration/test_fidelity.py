@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail import FakeGmail
+from standins import tokens
+from standins.fakegmail import FakeGmail
 from tests.plugins.dovecot import Dovecot
 
 pytestmark = pytest.mark.integration

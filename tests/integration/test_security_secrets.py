@@ -21,10 +21,11 @@ from pydantic import SecretStr
 
 from config import Settings
 from crawler import airbrake, logs
-from crawler.crawl import GmailCrawler
-from crawler.testing.airbrake_receiver import AirbrakeReceiver
-from crawler.testing.fakegmail import Fault, FaultKind
-from crawler.testing.fakeoauth import DEFAULT_CLIENT_SECRET
+from crawler.crawl import ImapCrawler
+from crawler.gmail_crawler import GmailCrawler
+from standins.airbrake_receiver import AirbrakeReceiver
+from standins.fakegmail import Fault, FaultKind
+from standins.fakeoauth import DEFAULT_CLIENT_SECRET
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 
@@ -130,7 +131,7 @@ class Scenario:
     def run(self) -> dict[str, str]:
         exceptions = self.exceptions
 
-        class Capturing(GmailCrawler):
+        class Capturing(ImapCrawler):
             def crawl(self) -> Any:
                 if self.user_uuid == "broken":  # a bug whose message and locals hold a token
                     access_token = self.tokens and self.tokens.cached(self.account["oauth"])
@@ -141,7 +142,10 @@ class Scenario:
                     exceptions.append(error)
                     raise
 
-        crawlers = {"gmail_oauth": Capturing, "imap_password": Capturing}
+        class CapturingGmail(Capturing, GmailCrawler):
+            pass
+
+        crawlers = {"gmail_oauth": CapturingGmail, "imap_password": Capturing}
         return self.world.iterate(crawler_map=crawlers).outcomes
 
     def secrets(self) -> list[str]:

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from crawler.errors import BadRule, ProtocolError
 from crawler.gmail.session import ImapSession
 from crawler.rules import Rule
-from crawler.testing import tokens
-from crawler.testing.fakegmail import Account, FakeGmail
+from standins import tokens
+from standins.fakegmail import Account, FakeGmail
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from config import Settings
 from crawler import airbrake, logs, retry
-from crawler.crawl import GmailCrawler
-from crawler.testing.airbrake_receiver import AirbrakeReceiver
+from crawler.gmail_crawler import GmailCrawler
+from standins.airbrake_receiver import AirbrakeReceiver
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 from workers.worker import Worker

@@ -25,7 +25,7 @@ from typing import Any
 
 from mockupdb import OP_MSG, OP_MSG_FLAGS, OP_QUERY, OpMsg, OpQuery
 
-from crawler.testing.mongo_commands import Invocation, MongoCommandExecutor
+from standins.mongo_commands import Invocation, MongoCommandExecutor
 
 logger = logging.getLogger(__name__)
 

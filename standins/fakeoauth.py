@@ -29,7 +29,7 @@ The consent flow: `GET /auth` with Google's query (`client_id`, a loopback `redi
 
 The error texts down to `invalid_grant` are Google's, as its clients have reported them; the rest
 are this fake's own. The refresh token is not repeated in the answer. Access tokens come from
-`crawler.testing.tokens`, signed with `token_secret`: the fake Gmail verifies them with the same
+`standins.tokens`, signed with `token_secret`: the fake Gmail verifies them with the same
 secret, so the two fakes share no state, even across processes. Client credentials are read from
 the form only, as Google's own libraries send them.
 
@@ -73,7 +73,7 @@ from types import TracebackType
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crawler.testing import tokens
+from standins import tokens
 
 logger = logging.getLogger(__name__)
 

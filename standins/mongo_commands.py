@@ -1,6 +1,6 @@
 """MongoDB's command layer over mongomock: the document a MongoDB server answers to each command.
 
-The embedded stand-in (`crawler.testing.embedded_mongo`) hands every decoded command here. Commands
+The embedded stand-in (`standins.embedded_mongo`) hands every decoded command here. Commands
 run one at a time under one lock, because mongomock is not thread-safe. Replies are shaped as
 MongoDB shapes them (cursors that page through getMore, one write error per failed statement,
 error documents with MongoDB's codes), so pymongo raises what it raises against a real server.

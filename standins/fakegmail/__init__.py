@@ -8,7 +8,7 @@
         account.ledger.commands["UID FETCH"]
 
 It speaks Gmail's IMAP as GMAIL_IMAP.md describes it, with Gmail's own texts: XOAUTH2 (tokens
-from `crawler.testing.tokens`), LOGIN with app passwords, LIST/XLIST with special-use flags,
+from `standins.tokens`), LOGIN with app passwords, LIST/XLIST with special-use flags,
 SELECT/EXAMINE, SEARCH with X-GM-RAW, FETCH with the X-GM-* items and partial sections, and
 programmable faults (faults.py). Not implemented: IDLE, STORE, COPY/MOVE, APPEND, EXPUNGE,
 ENABLE, COMPRESS, ESEARCH return options, STARTTLS/TLS.
@@ -17,12 +17,12 @@ The fake shares no code with the crawler's own IMAP handling (`crawler.gmail`, `
 so a bug there cannot hide behind the same bug here.
 """
 
-from crawler.testing.fakegmail.config import ConfigError, GmailConfig, load_config
-from crawler.testing.fakegmail.faults import Fault, FaultKind, Faults
-from crawler.testing.fakegmail.ledger import Ledger, SessionSummary
-from crawler.testing.fakegmail.mailbox import Account, StoredMessage
-from crawler.testing.fakegmail.message import FakeMessage
-from crawler.testing.fakegmail.server import FakeGmail, serve
+from standins.fakegmail.config import ConfigError, GmailConfig, load_config
+from standins.fakegmail.faults import Fault, FaultKind, Faults
+from standins.fakegmail.ledger import Ledger, SessionSummary
+from standins.fakegmail.mailbox import Account, StoredMessage
+from standins.fakegmail.message import FakeMessage
+from standins.fakegmail.server import FakeGmail, serve
 
 __all__ = [
     "Account",

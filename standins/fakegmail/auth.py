@@ -15,10 +15,10 @@ import binascii
 import hmac
 from typing import TYPE_CHECKING
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail import texts
-from crawler.testing.fakegmail.faults import Fault, FaultKind
-from crawler.testing.fakegmail.protocol import (
+from standins import tokens
+from standins.fakegmail import texts
+from standins.fakegmail.faults import Fault, FaultKind
+from standins.fakegmail.protocol import (
     Command,
     ParseError,
     Token,
@@ -28,8 +28,8 @@ from crawler.testing.fakegmail.protocol import (
 )
 
 if TYPE_CHECKING:
-    from crawler.testing.fakegmail.mailbox import Account
-    from crawler.testing.fakegmail.session import Session
+    from standins.fakegmail.mailbox import Account
+    from standins.fakegmail.session import Session
 
 _MECHANISMS = ("XOAUTH2", "PLAIN")
 

@@ -47,13 +47,13 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail.faults import Fault
-from crawler.testing.fakegmail.mailbox import DEFAULT_MAX_CONNECTIONS, Account
-from crawler.testing.fakegmail.message import FakeMessage
+from standins import tokens
+from standins.fakegmail.faults import Fault
+from standins.fakegmail.mailbox import DEFAULT_MAX_CONNECTIONS, Account
+from standins.fakegmail.message import FakeMessage
 
 if TYPE_CHECKING:
-    from crawler.testing.fakegmail.server import FakeGmail
+    from standins.fakegmail.server import FakeGmail
 
 _LABELS = TypeAdapter(list[str])
 

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 from pydantic import ConfigDict
 
-from crawler.testing.fakegmail.texts import DEFAULT_WEB_LOGIN_URL
+from standins.fakegmail.texts import DEFAULT_WEB_LOGIN_URL
 
 
 class FaultKind(StrEnum):

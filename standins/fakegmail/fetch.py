@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from crawler.testing.fakegmail import mutf7, texts
-from crawler.testing.fakegmail.mailbox import StoredMessage
-from crawler.testing.fakegmail.protocol import (
+from standins.fakegmail import mutf7, texts
+from standins.fakegmail.mailbox import StoredMessage
+from standins.fakegmail.protocol import (
     Atom,
     Command,
     ParseError,
@@ -25,10 +25,10 @@ from crawler.testing.fakegmail.protocol import (
     parse_sequence_set,
     parse_tokens,
 )
-from crawler.testing.fakegmail.wire import astring, literal, nstring, paren
+from standins.fakegmail.wire import astring, literal, nstring, paren
 
 if TYPE_CHECKING:
-    from crawler.testing.fakegmail.session import Session
+    from standins.fakegmail.session import Session
 
 _MACROS = {
     "FAST": ("FLAGS", "INTERNALDATE", "RFC822.SIZE"),

@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from crawler.testing.fakegmail import mutf7
+from standins.fakegmail import mutf7
 
 HIDDEN_FROM_ALL_MAIL = frozenset({"\\Spam", "\\Trash"})
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
-from crawler.testing.fakegmail.message import FakeMessage
+from standins.fakegmail.message import FakeMessage
 
 MAX_DEPTH = 64
 _WORD = re.compile(r"\w+")

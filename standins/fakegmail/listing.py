@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from crawler.testing.fakegmail import texts
-from crawler.testing.fakegmail.folders import Folder, find, flags, pattern_matches
-from crawler.testing.fakegmail.protocol import Command, ParseError, as_atom, as_bytes
-from crawler.testing.fakegmail.wire import nstring
+from standins.fakegmail import texts
+from standins.fakegmail.folders import Folder, find, flags, pattern_matches
+from standins.fakegmail.protocol import Command, ParseError, as_atom, as_bytes
+from standins.fakegmail.wire import nstring
 
 if TYPE_CHECKING:
-    from crawler.testing.fakegmail.mailbox import Account
-    from crawler.testing.fakegmail.session import Session
+    from standins.fakegmail.mailbox import Account
+    from standins.fakegmail.session import Session
 
 _STATUS_ITEMS = ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "HIGHESTMODSEQ")
 

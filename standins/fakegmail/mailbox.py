@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 
-from crawler.testing.fakegmail.faults import Faults
-from crawler.testing.fakegmail.folders import Folder, folder_table
-from crawler.testing.fakegmail.ledger import Ledger, SessionRecord
-from crawler.testing.fakegmail.message import FakeMessage
+from standins.fakegmail.faults import Faults
+from standins.fakegmail.folders import Folder, folder_table
+from standins.fakegmail.ledger import Ledger, SessionRecord
+from standins.fakegmail.message import FakeMessage
 
 DEFAULT_MAX_CONNECTIONS = 15
 _MSGID_SEQUENCE_BITS = 20

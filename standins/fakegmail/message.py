@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 
-from crawler.testing.fakegmail.wire import nstring, paren
+from standins.fakegmail.wire import nstring, paren
 
 MAX_DEPTH = 100
 _CRLF = b"\r\n"

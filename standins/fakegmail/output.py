@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 
-from crawler.testing.fakegmail.faults import Fault, FaultTracker
-from crawler.testing.fakegmail.ledger import SessionRecord
+from standins.fakegmail.faults import Fault, FaultTracker
+from standins.fakegmail.ledger import SessionRecord
 
 _CRLF = b"\r\n"
 _PACING_STEPS_PER_SECOND = 20

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from crawler.testing.fakegmail import gmsearch, mutf7, texts
-from crawler.testing.fakegmail.mailbox import StoredMessage
-from crawler.testing.fakegmail.protocol import (
+from standins.fakegmail import gmsearch, mutf7, texts
+from standins.fakegmail.mailbox import StoredMessage
+from standins.fakegmail.protocol import (
     Command,
     ParseError,
     Token,
@@ -29,7 +29,7 @@ from crawler.testing.fakegmail.protocol import (
 )
 
 if TYPE_CHECKING:
-    from crawler.testing.fakegmail.session import Session
+    from standins.fakegmail.session import Session
 
 _CHARSETS = frozenset({"UTF-8", "US-ASCII"})
 # Key -> (flag, whether the message must have it).

@@ -11,13 +11,13 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from crawler.testing.fakegmail import texts
-from crawler.testing.fakegmail.folders import Folder, find
-from crawler.testing.fakegmail.protocol import Command, ParseError, SequenceSet, as_bytes
+from standins.fakegmail import texts
+from standins.fakegmail.folders import Folder, find
+from standins.fakegmail.protocol import Command, ParseError, SequenceSet, as_bytes
 
 if TYPE_CHECKING:
-    from crawler.testing.fakegmail.mailbox import Account
-    from crawler.testing.fakegmail.session import Session
+    from standins.fakegmail.mailbox import Account
+    from standins.fakegmail.session import Session
 
 FLAGS = b"\\Answered \\Flagged \\Draft \\Deleted \\Seen $NotPhishing $Phishing"
 

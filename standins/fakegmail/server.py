@@ -17,12 +17,12 @@ from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 
-from crawler.testing import tokens
-from crawler.testing.fakegmail.config import GmailConfig, load_config
-from crawler.testing.fakegmail.ledger import Ledger, SessionRecord
-from crawler.testing.fakegmail.mailbox import DEFAULT_MAX_CONNECTIONS, Account, Accounts
-from crawler.testing.fakegmail.output import Output
-from crawler.testing.fakegmail.session import Session, Shared
+from standins import tokens
+from standins.fakegmail.config import GmailConfig, load_config
+from standins.fakegmail.ledger import Ledger, SessionRecord
+from standins.fakegmail.mailbox import DEFAULT_MAX_CONNECTIONS, Account, Accounts
+from standins.fakegmail.output import Output
+from standins.fakegmail.session import Session, Shared
 
 _log = logging.getLogger(__name__)
 _LINE_LIMIT = 1 << 20

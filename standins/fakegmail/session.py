@@ -14,12 +14,12 @@ import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from crawler.testing.fakegmail import auth, fetch, listing, search, selection, texts
-from crawler.testing.fakegmail.faults import FaultKind, FaultTracker
-from crawler.testing.fakegmail.ledger import SessionRecord
-from crawler.testing.fakegmail.mailbox import Account, Accounts
-from crawler.testing.fakegmail.output import Output, SessionEnd
-from crawler.testing.fakegmail.protocol import Command, ParseError, literal_marker, parse_command
+from standins.fakegmail import auth, fetch, listing, search, selection, texts
+from standins.fakegmail.faults import FaultKind, FaultTracker
+from standins.fakegmail.ledger import SessionRecord
+from standins.fakegmail.mailbox import Account, Accounts
+from standins.fakegmail.output import Output, SessionEnd
+from standins.fakegmail.protocol import Command, ParseError, literal_marker, parse_command
 
 MAX_LITERAL = 1 << 20
 _BYE = {

@@ -105,6 +105,9 @@ class Settings(BaseSettings):
         "CRAWLER_MAX_ATTACHMENT_SIZE", 50 * 2**20, "larger attachments are skipped and recorded"
     )
     max_queries: int = _env("CRAWLER_MAX_QUERIES", 20, "distinct rule queries searched per account")
+    max_rules: int = _env(
+        "CRAWLER_MAX_RULES", 100, "rules an account may have; more are refused", ge=1
+    )
     max_crawl_time: float = _env(
         "CRAWLER_MAX_CRAWL_TIME",
         1800.0,
@@ -112,6 +115,13 @@ class Settings(BaseSettings):
         ge=0.1,
     )
     imap_timeout: float = _env("CRAWLER_IMAP_TIMEOUT", 60.0, "IMAP socket timeout, seconds")
+    imap_min_rate: int = _env(
+        "CRAWLER_IMAP_MIN_RATE",
+        16384,
+        "slowest answer rate, bytes/s: an IMAP command may take CRAWLER_IMAP_TIMEOUT plus the "
+        "bytes it may carry at this rate, and no longer",
+        ge=1,
+    )
     retry_attempts: int = _env(
         "CRAWLER_RETRY_ATTEMPTS", 3, "attempts at a crawl that hits transient errors", ge=1
     )

@@ -3,23 +3,55 @@
 `accounts.oauth` holds `refresh_token`, `access_token` (both Fernet-encrypted with
 `CRAWLER_SECRET_KEY`) and `expires_at` (epoch seconds). A cached access token is used until
 `refresh_margin` seconds before it expires; then, or when Gmail refuses it, it is refreshed once.
+
+The token endpoint is a peer that can lie, stall or flood, so every request to it is bounded: a
+redirect is never followed (the form carries the refresh token and the client secret), the answer
+is streamed and refused past MAX_ANSWER bytes, and CRAWLER_OAUTH_TIMEOUT is the request's total
+time, connection, headers and body together: when it is up the connection is cut, however
+slowly bytes still arrive. Answers are classified (`TokenAnswer.granted`):
+
+- `invalid_grant` (a 400 or 401): `AuthRevoked`, or `AuthFailed` for a refused code: the
+  account is `auth_failed` until re-authorized.
+- `admin_policy_enforced` (the account's Workspace admin does not allow the app): `AuthFailed`.
+- `invalid_client`, `unauthorized_client`, `deleted_client`, `invalid_scope`,
+  `redirect_uri_mismatch`: our OAuth client is misconfigured, not the account: `ConfigError`
+  naming the client settings (the account goes `error`, retried with backoff).
+- any other OAuth error (`invalid_request`, `unsupported_grant_type` ...), a redirect, a 403, a
+  404 or another 4xx, 429, 5xx, HTML or anything else that is not a JSON object, an answer over
+  MAX_ANSWER, the deadline, no connection: `Transient` (retried, then `error`).
+
+No message quotes what the endpoint said beyond its status, media type and OAuth error code.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
+import http.client
+import json
+import math
+import re
 import secrets
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import requests
+import urllib3
 from cryptography.fernet import Fernet, InvalidToken
-from oauthlib.oauth2 import InvalidGrantError, OAuth2Error, WebApplicationClient
+from oauthlib.oauth2 import WebApplicationClient
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import ProxyManager
+from urllib3.response import HTTPResponse
 
 from config import Settings
+from config.endpoints import is_secure_endpoint
 from crawler.errors import AuthFailed, AuthRevoked, BadAccount, ConfigError, Transient
 
 IMAP_SCOPE = "https://mail.google.com/"
@@ -27,6 +59,30 @@ MISSING_KEY = (
     "CRAWLER_SECRET_KEY is not set: tokens are encrypted at rest with it. Make one with: "
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
+MAX_ANSWER = 64 * 1024  # bytes of one token endpoint answer, at most; Google's take under 2 KiB
+READ_PIECE = 16 * 1024  # bytes asked of the socket at a time
+DEFAULT_EXPIRES_IN = 3600.0  # seconds, when an answer does not say
+# Refusals that say our OAuth client is misconfigured: no account is at fault.
+CLIENT_ERRORS = frozenset(
+    {
+        "invalid_client",
+        "unauthorized_client",
+        "deleted_client",
+        "invalid_scope",
+        "redirect_uri_mismatch",
+    }
+)
+# Refusals about the account itself, short of a revoked grant: Google documents
+# admin_policy_enforced as the account's Workspace administrator not allowing the app.
+ACCOUNT_ERRORS = frozenset({"admin_policy_enforced"})
+FORM_HEADERS = {
+    "Content-Type": "application/x-www-form-urlencoded",
+    "Accept": "application/json",
+    "Accept-Encoding": "identity",  # the cap counts the bytes that arrive, not what they inflate to
+}
+_ERROR_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9.+-]{1,64}/[A-Za-z0-9.+-]{1,64}")
+_ACCESS_TOKEN = re.compile(r"[\x21-\x7e]{1,8192}")  # printable ASCII: it goes into XOAUTH2
 
 
 class TokenCipher:
@@ -77,7 +133,7 @@ class TokenSource:
         _check_endpoint("CRAWLER_OAUTH_TOKEN_URL", settings.oauth_token_url)
         self._settings = settings
         self._cipher = cipher
-        self._http = http or requests.Session()
+        self._http = bounded_session(settings, http)
         self._clock = clock
 
     def cached(self, oauth: Mapping[str, Any]) -> AccessToken | None:
@@ -98,15 +154,10 @@ class TokenSource:
             client_id=self._settings.oauth_client_id,
             client_secret=self._settings.oauth_client_secret.get_secret_value(),
         )
-        response = _post(self._settings, self._http, body)
-        try:
-            token = client.parse_request_body_response(response.text)
-        except InvalidGrantError:
-            raise AuthRevoked("the refresh token is expired or revoked (invalid_grant)") from None
-        except (OAuth2Error, ValueError) as error:
-            raise AuthFailed(f"token endpoint refused the refresh: {_describe(error)}") from None
-        expires_in = float(token.get("expires_in") or 3600)
-        return AccessToken(str(token["access_token"]), self._clock() + expires_in)
+        answer = _post(self._settings, self._http, body)
+        revoked = AuthRevoked("the refresh token is expired or revoked (invalid_grant)")
+        token = answer.granted("refresh", revoked)
+        return AccessToken(token["access_token"], self._clock() + _expires_in(token))
 
     def encrypted(self, access: AccessToken) -> dict[str, Any]:
         """The `oauth` fields to store for a refreshed token."""
@@ -131,7 +182,7 @@ class Consent:
         for name, url in (("AUTH", settings.oauth_auth_url), ("TOKEN", settings.oauth_token_url)):
             _check_endpoint(f"CRAWLER_OAUTH_{name}_URL", url)
         self._settings = settings
-        self._http = http or requests.Session()
+        self._http = bounded_session(settings, http)
         self._client = WebApplicationClient(settings.oauth_client_id)
         self.redirect_uri = redirect_uri
         self.state = secrets.token_urlsafe(24)
@@ -162,50 +213,264 @@ class Consent:
             code_verifier=self._verifier,
             client_secret=self._settings.oauth_client_secret.get_secret_value(),
         )
-        response = _post(self._settings, self._http, body)
-        try:
-            token = self._client.parse_request_body_response(response.text)
-        except (OAuth2Error, ValueError) as error:
-            raise AuthFailed(f"token endpoint refused the code: {_describe(error)}") from None
+        answer = _post(self._settings, self._http, body)
+        token = answer.granted("code", AuthFailed("token endpoint refused the code: invalid_grant"))
         refresh_token = token.get("refresh_token")
         if not isinstance(refresh_token, str) or not refresh_token:
             raise AuthFailed("the token endpoint gave no refresh token")
         return refresh_token
 
 
-def _post(settings: Settings, http: requests.Session, body: str) -> requests.Response:
-    """POST a form to the token endpoint; Transient when it is unreachable or failing."""
+@dataclass(frozen=True)
+class TokenAnswer:
+    """What the token endpoint answered: its status, media type and (capped) body."""
+
+    status: int
+    media_type: str
+    body: bytes
+
+    def fields(self) -> dict[str, Any] | None:
+        """The body as a JSON object, or None when it is not one."""
+        try:
+            fields = json.loads(self.body)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            return None
+        return fields if isinstance(fields, dict) else None
+
+    def granted(self, what: str, invalid_grant: AuthFailed) -> dict[str, Any]:
+        """The fields of an answer that grants an access token; else the error it is (see the
+        module docstring), `invalid_grant` for that refusal of the `what` ("refresh", "code")."""
+        fields = self.fields()
+        code = _error_code(fields)
+        if self.status in (400, 401) and code is not None:
+            if code == "invalid_grant":
+                raise invalid_grant
+            if code in CLIENT_ERRORS:
+                raise ConfigError(
+                    f"token endpoint refused our OAuth client ({code}): check "
+                    "CRAWLER_OAUTH_CLIENT_ID and CRAWLER_OAUTH_CLIENT_SECRET"
+                )
+            if code in ACCOUNT_ERRORS:
+                raise AuthFailed(f"token endpoint refused the {what} for this account: {code}")
+        if self.status != 200:
+            said = f" ({code})" if code else ""
+            raise Transient(f"token endpoint answered HTTP {self.status}{said}")
+        if fields is None:
+            raise Transient(f"token endpoint answered {self.media_type}, not a JSON object")
+        if not isinstance(fields.get("access_token"), str) or not _ACCESS_TOKEN.fullmatch(
+            fields["access_token"]
+        ):
+            raise Transient("token endpoint answered without a usable access_token")
+        return fields
+
+
+def _error_code(fields: Mapping[str, Any] | None) -> str | None:
+    """The OAuth error code of an answer, when it has one that reads as one."""
+    code = (fields or {}).get("error")
+    if not isinstance(code, str):
+        return None
+    return code if _ERROR_CODE.fullmatch(code) else "unreadable_error"
+
+
+def _expires_in(token: Mapping[str, Any]) -> float:
+    value = token.get("expires_in")
+    if value is None:
+        return DEFAULT_EXPIRES_IN
     try:
-        response = http.post(
-            settings.oauth_token_url,
-            data=body,
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-            timeout=settings.oauth_timeout,
-        )
-    except requests.RequestException as error:
-        raise Transient(f"token endpoint unreachable: {type(error).__name__}") from None
-    if response.status_code >= 500 or response.status_code == 429:
-        raise Transient(f"token endpoint answered HTTP {response.status_code}")
-    return response
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise Transient("token endpoint answered an unreadable expires_in") from None
+    if not math.isfinite(seconds) or seconds < 0:
+        raise Transient("token endpoint answered an unreadable expires_in")
+    return seconds
 
 
-def _describe(error: Exception) -> str:
-    return getattr(error, "error", None) or type(error).__name__
+def _post(settings: Settings, session: requests.Session, body: str) -> TokenAnswer:
+    """POST a form to the token endpoint, within CRAWLER_OAUTH_TIMEOUT in all, without following
+    a redirect or reading more than MAX_ANSWER + 1 bytes; Transient when it cannot be had."""
+    timeout = settings.oauth_timeout
+    late = f"token endpoint took longer than CRAWLER_OAUTH_TIMEOUT ({timeout:g} s)"
+    with _Deadline(timeout) as deadline:
+        try:
+            left = deadline.left()
+            response = session.post(
+                settings.oauth_token_url,
+                data=body,
+                headers=FORM_HEADERS,
+                timeout=(left, left),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.RequestException as error:
+            if deadline.expired or isinstance(error, requests.Timeout):
+                raise Transient(late) from None
+            raise Transient(f"token endpoint unreachable: {type(error).__name__}") from None
+        with response:
+            status = response.status_code
+            if 300 <= status < 400:
+                raise Transient(f"token endpoint answered HTTP {status}, a redirect: not followed")
+            if status >= 500 or status == 429:
+                raise Transient(f"token endpoint answered HTTP {status}")
+            body_bytes = _read_capped(response, deadline, late)
+            media_type = (response.headers.get("Content-Type") or "").partition(";")[0].strip()
+        if deadline.expired:
+            raise Transient(late)
+    shown = media_type if _MEDIA_TYPE.fullmatch(media_type) else "no media type"
+    return TokenAnswer(status, shown, body_bytes)
+
+
+def _read_capped(response: requests.Response, deadline: _Deadline, late: str) -> bytes:
+    """The body of `response`, of at most MAX_ANSWER bytes; Transient when it is longer, is
+    compressed, or does not arrive before the deadline."""
+    over = f"token endpoint answered more than {MAX_ANSWER} bytes"
+    encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+    if encoding != "identity":
+        raise Transient("token endpoint answered a compressed body it was not asked for")
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_ANSWER:
+        raise Transient(over)
+    raw: urllib3.BaseHTTPResponse = response.raw
+    body = bytearray()
+    try:
+        while len(body) <= MAX_ANSWER:
+            piece = raw.read(min(READ_PIECE, MAX_ANSWER + 1 - len(body)), decode_content=False)
+            if deadline.expired:
+                raise Transient(late)
+            if not piece:
+                break
+            body += piece
+    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
+        if deadline.expired:
+            raise Transient(late) from None
+        raise Transient(f"token endpoint answer broke off: {type(error).__name__}") from None
+    if len(body) > MAX_ANSWER:
+        raise Transient(over)
+    return bytes(body)
+
+
+# -- the deadline -------------------------------------------------------------------------
+#
+# A socket timeout bounds silence, not a request: a peer that sends a byte now and then holds a
+# read for ever. So each request to the token endpoint has a timer that, when its time is up,
+# shuts down the socket the request is reading from, which wakes the read whatever it waits for.
+# The socket is made known to the timer by the connection classes below, just before the answer's
+# headers are read.
+
+_current = threading.local()
+
+
+class _Deadline:
+    """The total time of one request, and the socket it cuts when the time is up."""
+
+    def __init__(self, seconds: float) -> None:
+        self._at = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._socket: object = None
+        self._up = False
+        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
+        self._timer.daemon = True
+
+    def left(self) -> float:
+        """Seconds left (a little more than none, for a timeout)."""
+        return max(self._at - time.monotonic(), 0.001)
+
+    @property
+    def expired(self) -> bool:
+        """Whether the time is up."""
+        return self._up or time.monotonic() >= self._at
+
+    def watch(self, sock: object) -> None:
+        """Cut `sock` when the time is up (at once if it is)."""
+        with self._lock:
+            self._socket = sock
+            if self._up:
+                _cut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._up = True
+            if self._socket is not None:
+                _cut(self._socket)
+
+    def __enter__(self) -> _Deadline:
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._timer.cancel()
+        with self._lock:
+            self._socket = None  # a pooled connection outlives the request: never cut it later
+        _current.deadline = None
+
+
+def _cut(sock: object) -> None:
+    """Shut a socket down under a read blocked on it (on the raw socket: TLS or not)."""
+    raw = sock if isinstance(sock, socket.socket) else getattr(sock, "socket", None)
+    if isinstance(raw, socket.socket):
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(raw, socket.SHUT_RDWR)
+
+
+def _watch(sock: object) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if isinstance(deadline, _Deadline) and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def getresponse(self) -> HTTPResponse:  # type: ignore[override]  # as urllib3's own
+        _watch(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """Connections whose socket the current request's deadline can cut."""
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, ProxyManager):  # a SOCKS proxy keeps its own pools
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
+def bounded_session(settings: Settings, session: requests.Session | None) -> requests.Session:
+    """`session` (a new one if None), reaching the token endpoint through connections that
+    the request's deadline can cut."""
+    session = session or requests.Session()
+    session.mount(settings.oauth_token_url, _DeadlineAdapter())
+    return session
 
 
 def _check_endpoint(name: str, url: str) -> None:
     """Tokens travel only over HTTPS, except to a stand-in on this machine's loopback."""
-    parts = urlsplit(url)
-    if parts.scheme == "https":
-        return
-    host = parts.hostname or ""
-    loopback = host == "localhost" or _is_loopback_ip(host)
-    if parts.scheme != "http" or not loopback:
+    if not is_secure_endpoint(url):
         raise ConfigError(f"{name} must be https:// (got {url!r})")
-
-
-def _is_loopback_ip(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

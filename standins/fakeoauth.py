@@ -36,6 +36,9 @@ the form only, as Google's own libraries send them.
 For tests: `latency` delays every answer, `fail_next(n)` answers the next n POSTs with a 5xx,
 `expires_in` sets the lifetime of the tokens issued from now on (0: expired at once), and
 `request_count`, `refresh_count(token)` and `requests` count and record what came in.
+`misbehave(mode)` makes the endpoint hostile until `behave()`: every POST to the token URL (or
+the next `times`) is answered as `mode` of `standins.hostile_oauth` says (a redirect, a flood, a
+drip, an HTML page, any OAuth error), and recorded with that status.
 
 `serve` runs one from a JSON file (all keys optional):
 
@@ -74,6 +77,7 @@ from types import TracebackType
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from standins import tokens
+from standins.hostile_oauth import Misbehaviour
 
 logger = logging.getLogger(__name__)
 
@@ -272,6 +276,8 @@ class FakeTokenEndpoint:
         self._codes: dict[str, PendingCode] = {}
         self._revoked: set[str] = set()
         self._failures: deque[int] = deque()  # statuses of the next injected failures
+        self._misbehaviour: Misbehaviour | None = None
+        self._misbehaving_left: int | None = None  # None: until `behave`
         self._total = 0
         self._per_refresh_token: Counter[str] = Counter()
         self._records: deque[TokenRequest] = deque(maxlen=RECORD_LIMIT)
@@ -368,6 +374,38 @@ class FakeTokenEndpoint:
             raise ValueError(f"fail_next needs n >= 0 and a 5xx status, not {n}, {status}")
         with self._lock:
             self._failures.extend([status] * n)
+
+    def misbehave(self, mode: Misbehaviour, times: int | None = None) -> None:
+        """Answer POSTs to the token URL as `mode` does: the next `times`, or all until `behave`."""
+        if times is not None and times < 1:
+            raise ValueError(f"misbehave needs times >= 1 or None, not {times}")
+        with self._lock:
+            self._misbehaviour, self._misbehaving_left = mode, times
+
+    def behave(self) -> None:
+        """Answer as Google does again."""
+        with self._lock:
+            self._misbehaviour = self._misbehaving_left = None
+
+    def misbehaving(self, request: Request) -> Misbehaviour | None:
+        """The mode to answer `request` with (recorded with its status), or None: answer it."""
+        if request.method != "POST" or request.path != PATH:
+            return None
+        with self._lock:
+            mode = self._misbehaviour
+            if mode is not None and self._misbehaving_left is not None:
+                self._misbehaving_left -= 1
+                if self._misbehaving_left <= 0:
+                    self._misbehaviour = self._misbehaving_left = None
+        if mode is not None:
+            body = {"error": mode.error} if mode.error else {}
+            self._record(request, Answer(mode.status, body))
+        return mode
+
+    @property
+    def closing(self) -> threading.Event:
+        """Set while the endpoint stops: a slow answer stops with it."""
+        return self._closing
 
     @property
     def request_count(self) -> int:
@@ -542,7 +580,13 @@ class _TokenRequestHandler(BaseHTTPRequestHandler):
             request = Request("POST", self.path, read_form(self.headers, self.rfile.read))
         except MalformedRequest as problem:
             request = Request("POST", self.path, problem=problem)
-        self._reply(self.server.endpoint.answer(request))
+        endpoint = self.server.endpoint
+        mode = endpoint.misbehaving(request)
+        if mode is not None:
+            self.close_connection = True
+            mode.write(self.wfile, endpoint.closing)
+            return
+        self._reply(endpoint.answer(request))
 
     def do_GET(self) -> None:
         self._reply(self.server.endpoint.answer(Request(self.command, self.path)))

@@ -1,4 +1,5 @@
-"""`crawler accounts`: add, list, remove and re-authorize the accounts the crawler reads.
+"""`crawler accounts`: add, list, remove and re-authorize the accounts the crawler reads (a new
+grant for Gmail, a new password for IMAP).
 
 Secrets come from standard input only, never from an argument (which `ps` and shell history
 show), and are stored Fernet-encrypted with CRAWLER_SECRET_KEY. Nothing here prints one.
@@ -50,6 +51,10 @@ RefreshTokenFlag = Annotated[
         "--refresh-token-stdin", help="Read the OAuth2 refresh token from standard input."
     ),
 ]
+PasswordFlag = Annotated[
+    bool,
+    typer.Option("--password-stdin", help="Read the IMAP password from standard input."),
+]
 
 
 @app.command("add")
@@ -60,10 +65,7 @@ def add(
     user_uuid: Annotated[str, typer.Option(help="The account's user_uuid (its rules use it).")],
     provider: Annotated[Provider, typer.Option(help="How to sign in.")] = Provider.gmail_oauth,
     refresh_token_stdin: RefreshTokenFlag = False,
-    password_stdin: Annotated[
-        bool,
-        typer.Option("--password-stdin", help="Read the IMAP password from standard input."),
-    ] = False,
+    password_stdin: PasswordFlag = False,
     imap_host: Annotated[str | None, typer.Option(help="IMAP server (imap_password).")] = None,
     imap_port: Annotated[int, typer.Option(min=1, max=65535, help="IMAP port.")] = 993,
     imap_tls: Annotated[bool, typer.Option(help="TLS to the IMAP server.")] = True,
@@ -242,6 +244,45 @@ def authorize(
         revived = ops.store.statuses.reauthorized(user_uuid, time.time())
     typer.echo(
         f"authorized {user_uuid}" + (": it was auth_failed and is due now" if revived else "")
+    )
+
+
+@app.command("set-password")
+@operator_command
+def set_password(
+    user_uuid: UserUuidArgument,
+    password_stdin: PasswordFlag = False,
+    mongodb_url: MongoUrlOption = None,
+) -> None:
+    """Replace an imap_password account's password, read from standard input.
+
+    crawler accounts set-password U --password-stdin < password-file
+
+    The password is stored encrypted with CRAWLER_SECRET_KEY, and an account in auth_failed
+    (its server refused the old one) comes back: idle, due now, its error cleared. A Gmail
+    account has no password: re-authorize it with `crawler accounts authorize`.
+    """
+    if not password_stdin:
+        raise BadInput("the new password is read from standard input only: give --password-stdin")
+    with operator(mongodb_url) as ops:
+        cipher = ops.cipher()  # before reading a secret: a missing key fails first
+        account = ops.store.account(user_uuid)
+        if account is None:
+            fail(f"no account with user_uuid {user_uuid}")
+        provider = str(account.get("provider") or Provider.gmail_oauth.value)
+        if provider in GMAIL_PROVIDERS:
+            raise BadInput(
+                f"{user_uuid} is a {provider} account: it has no password; "
+                f"re-authorize it with: crawler accounts authorize {user_uuid}"
+            )
+        if provider != Provider.imap_password.value:
+            raise BadInput(f"{user_uuid} is a {provider!r:.40} account, not imap_password")
+        if not ops.store.save_password(user_uuid, cipher.encrypt(_secret("password"))):
+            fail(f"no imap_password account with user_uuid {user_uuid}")  # removed meanwhile
+        revived = ops.store.statuses.reauthorized(user_uuid, time.time())
+    typer.echo(
+        f"set the password of {user_uuid}"
+        + (": it was auth_failed and is due now" if revived else "")
     )
 
 

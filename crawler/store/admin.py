@@ -35,6 +35,15 @@ class AdminStore(Store):
         cursor = self.accounts.find({}, {"oauth": 0, "password": 0})
         return list(cursor.sort("user_uuid", ASCENDING).limit(limit))
 
+    def save_password(self, user_uuid: str, ciphertext: str) -> bool:
+        """Replace an `imap_password` account's (already encrypted) password; False if there is
+        no such account."""
+        found = self.accounts.update_one(
+            {"user_uuid": user_uuid, "provider": "imap_password"},
+            {"$set": {"password": ciphertext}},
+        )
+        return found.matched_count == 1
+
     def remove_account(self, user_uuid: str) -> bool:
         """Delete the account and its `crawl_status`, nothing else; False if it is unknown."""
         if not self.accounts.delete_one({"user_uuid": user_uuid}).deleted_count:

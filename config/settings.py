@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from config.endpoints import is_secure_endpoint
 
 
 def _env(
@@ -42,7 +47,9 @@ class Settings(BaseSettings):
     imap_port: int = _env("CRAWLER_IMAP_PORT", 993, "Gmail IMAP port")
     imap_tls: bool = _env("CRAWLER_IMAP_TLS", True, "TLS (with certificate checks) to IMAP")
     imap_ca_file: Path | None = _env(
-        "CRAWLER_IMAP_CA_FILE", None, "extra CA certificates (PEM) to trust for IMAP TLS"
+        "CRAWLER_IMAP_CA_FILE",
+        None,
+        "extra CA certificates (PEM) to trust for IMAP TLS, added to the system's",
     )
     oauth_token_url: str = _env(
         "CRAWLER_OAUTH_TOKEN_URL",
@@ -61,7 +68,9 @@ class Settings(BaseSettings):
     oauth_refresh_margin: float = _env(
         "CRAWLER_OAUTH_REFRESH_MARGIN", 300.0, "refresh an access token this many seconds early"
     )
-    oauth_timeout: float = _env("CRAWLER_OAUTH_TIMEOUT", 20.0, "token endpoint timeout, seconds")
+    oauth_timeout: float = _env(
+        "CRAWLER_OAUTH_TIMEOUT", 20.0, "total time of one token endpoint request, seconds"
+    )
     secret_key: SecretStr = _env(
         "CRAWLER_SECRET_KEY", SecretStr(""), "Fernet key that encrypts tokens at rest"
     )
@@ -161,8 +170,61 @@ class Settings(BaseSettings):
     airbrake_project_key: SecretStr = _env(
         "AIRBRAKE_PROJECT_KEY", SecretStr(""), "Airbrake project key"
     )
-    airbrake_host: str = _env("AIRBRAKE_HOST", "https://api.airbrake.io", "Airbrake host")
+    airbrake_host: str = _env(
+        "AIRBRAKE_HOST",
+        "https://api.airbrake.io",
+        "Airbrake host: https:// (http:// only to a loopback address)",
+    )
     airbrake_environment: str = _env("AIRBRAKE_ENVIRONMENT", "production", "Airbrake environment")
+
+    def __init__(self, **values: Any) -> None:
+        # The .env file is checked before pydantic-settings reads it: see `check_env_file`.
+        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
+        if isinstance(env_file, str | os.PathLike):
+            env_file = [env_file]
+        for path in env_file or ():
+            check_env_file(Path(path))
+        super().__init__(**values)
+
+    @field_validator("airbrake_host")
+    @classmethod
+    def _airbrake_over_https(cls, host: str) -> str:
+        """The project key goes with every notice: never in clear past this machine."""
+        if not is_secure_endpoint(host):
+            raise ValueError(
+                f"AIRBRAKE_HOST must be https:// (http:// only to a loopback address), got {host!r}"
+            )
+        return host
+
+
+def check_env_file(path: Path) -> None:
+    """Refuse a `.env` that someone else could have written, before a byte of it is read.
+
+    Its settings (CRAWLER_IMAP_HOST, CRAWLER_SECRET_KEY ...) control the crawler, so the file
+    must belong to this user (or root) and be writable by its owner only. A missing file (or a
+    directory, which is not read either) is fine.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        return
+    owners = {os.getuid(), 0}
+    if info.st_uid not in owners:
+        problem = f"is owned by uid {info.st_uid}, not by this user (uid {os.getuid()}) or root"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        mode = f"{stat.S_IMODE(info.st_mode):04o}"
+        problem = f"is writable by group or others (mode {mode}; `chmod go-w` it)"
+    else:
+        return
+    message = f"{path.absolute()} {problem}: refusing to read settings from it"
+    error = InitErrorDetails(
+        type=PydanticCustomError("unsafe_env_file", "{message}", {"message": message}),
+        loc=(str(path),),
+        input=str(path),
+    )
+    raise ValidationError.from_exception_data("Settings", [error])
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -12,14 +12,23 @@ from dataclasses import dataclass
 from crawler.errors import BadAccount
 
 # A user_uuid lands inside a hash tag: braces, whitespace or control bytes would move the slot
-# or split the key, so only a conservative alphabet is allowed.
-_USER_UUID = re.compile(r"[A-Za-z0-9._@+=:-]{1,200}")
+# or split the key, so only a conservative alphabet is allowed, and only so many characters.
+MAX_USER_UUID_LENGTH = 128
+_USER_UUID = re.compile(r"[A-Za-z0-9._@+=:-]+")
+_SHOWN = 64  # characters of a refused value an error message quotes
 
 
 def check_user_uuid(user_uuid: object) -> str:
     """The user_uuid if it is safe inside a Redis key, else BadAccount naming it."""
+    if isinstance(user_uuid, str) and len(user_uuid) > MAX_USER_UUID_LENGTH:
+        raise BadAccount(
+            f"user_uuid {user_uuid[:_SHOWN]!r}... is {len(user_uuid):,} characters long"
+            f" (at most {MAX_USER_UUID_LENGTH})"
+        )
     if not isinstance(user_uuid, str) or not _USER_UUID.fullmatch(user_uuid):
-        raise BadAccount(f"user_uuid {user_uuid!r} is not a usable id (letters, digits, ._@+=:-)")
+        shown = repr(user_uuid)
+        shown = shown if len(shown) <= _SHOWN else f"{shown[:_SHOWN]}..."
+        raise BadAccount(f"user_uuid {shown} is not a usable id (letters, digits, ._@+=:-)")
     return user_uuid
 
 
@@ -38,8 +47,12 @@ class Keys:
         return f"{self.uids(user_uuid)}:inflight"
 
     def rule_hits(self, user_uuid: str) -> str:
-        """Hash of UID -> ids of the rules whose search found it."""
+        """Hash of UID -> indices of the rule groups (`rule_groups`) whose search found it."""
         return f"{self.uids(user_uuid)}:rules"
+
+    def rule_groups(self, user_uuid: str) -> str:
+        """Hash of group index -> ids of the rules of the group, while UIDs are pending."""
+        return f"{self.uids(user_uuid)}:groups"
 
     def lease(self, user_uuid: str) -> str:
         """The worker id holding the account's crawl, with a TTL."""

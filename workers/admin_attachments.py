@@ -3,11 +3,13 @@
 An export never overwrites and never leaves the directory: each file gets a safe name derived
 from the stored one (`admin_filenames`), is created exclusively (a file, or a symlink planted
 under that name, already there is never written through) and takes ` (2)`, ` (3)` ... when the
-name is taken.
+name is taken. Exported files are their owner's alone (0600), like the blobs, and so are the
+directories the export makes (0700), whatever the umask.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -29,6 +31,8 @@ from workers.admin_filenames import numbered, safe_filename
 from workers.admin_output import console, print_json, relative, table, timestamp
 
 SHA256_SHOWN = 12  # hex digits of a sha256 in a table
+FILE_MODE = 0o600  # an exported file: its owner reads it, as the blobs
+DIRECTORY_MODE = 0o700  # a directory the export makes
 
 app = typer.Typer(
     help="List the stored attachments, and export an account's to a directory.",
@@ -122,7 +126,7 @@ def export_attachments(
 
     Attachments that were never stored (too large, say) have no blob and are left out.
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(directory)
     blobs = ops.blobs()
     written, missing = [], []
     for document in ops.store.attachments_of(user_uuid):
@@ -147,13 +151,33 @@ def write_new(directory: Path, name: str, source: BinaryIO) -> Path:
         path = directory / numbered(name, counter)
         counter += 1
         try:
-            target = path.open("xb")  # O_EXCL: never overwrite, never follow a symlink
+            # O_EXCL: never overwrite, never follow a symlink
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except FileExistsError:
             continue
-        with target:
+        with os.fdopen(descriptor, "wb") as target:
             try:
+                os.fchmod(descriptor, FILE_MODE)  # exactly 0600, whatever the umask
                 shutil.copyfileobj(source, target)
             except BaseException:
                 path.unlink(missing_ok=True)  # whatever stopped the copy, no half file stays
                 raise
         return path
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Make `directory` and its missing parents, each 0700 whatever the umask; existing ones
+    are left as they are."""
+    missing: list[Path] = []
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        try:
+            path.mkdir(DIRECTORY_MODE)
+        except FileExistsError:
+            if path.is_dir():  # made meanwhile (by another export, say): not ours to change
+                continue
+            raise
+        os.chmod(path, DIRECTORY_MODE)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from crawler.gmail import session
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 
@@ -115,3 +116,51 @@ def test_a_configured_ca_is_trusted(world: World, tls_proxy: tuple[int, Path]) -
 
     assert world.iterate().outcomes == {"u1": "idle"}, world.status("u1")["last_error"]
     assert len(world.stored("u1")) == 1
+
+
+def test_a_configured_ca_adds_to_the_system_authorities(
+    world: World, tls_proxy: tuple[int, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port, cert = tls_proxy
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the server chains to a "system" authority
+    (tmp_path / "extra").mkdir()
+    extra, _ = self_signed(tmp_path / "extra")  # an unrelated private CA, configured on top
+    world.add_account("alice@example.com", "u1")
+    world.gmail.account("alice@example.com").add_message(build_message(attachments={"a": b"1"}))
+    world.settings = world.settings.model_copy(
+        update={
+            "imap_host": "localhost",
+            "imap_port": port,
+            "imap_tls": True,
+            "imap_ca_file": extra,
+        }
+    )
+
+    assert world.iterate().outcomes == {"u1": "idle"}, world.status("u1")["last_error"]
+    assert len(world.stored("u1")) == 1
+
+
+def test_the_session_context_holds_the_system_and_the_configured_authorities(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system_dir, extra_dir = tmp_path / "system", tmp_path / "extra"
+    system_dir.mkdir()
+    extra_dir.mkdir()
+    system, _ = self_signed(system_dir)
+    extra, _ = self_signed(extra_dir)
+    monkeypatch.setenv("SSL_CERT_FILE", str(system))
+    contexts: list[ssl.SSLContext] = []
+
+    def connect(_tap: object, _host: str, _port: int, context: ssl.SSLContext, _t: float) -> None:
+        contexts.append(context)
+
+    monkeypatch.setattr(session, "TappedIMAPClient", connect)
+
+    session.ImapSession("localhost", 993, tls=True, timeout=1, max_literal=1024, ca_file=str(extra))
+
+    def serial(path: Path) -> str:
+        return f"{x509.load_pem_x509_certificate(path.read_bytes()).serial_number:X}"
+
+    held = {str(ca["serialNumber"]).lstrip("0") for ca in contexts[0].get_ca_certs()}
+    assert {serial(system), serial(extra)} <= held
+    assert contexts[0].verify_mode == ssl.CERT_REQUIRED and contexts[0].check_hostname

@@ -3,15 +3,22 @@
 A rule document (`rules` collection) has `user_uuid` and optionally `query` (Gmail search terms),
 `filename` (a case-insensitive glob), `content_types` (`type/subtype`, `type/*`), `min_size` and
 `max_size` (decoded bytes) and `enabled`. A rule with only `user_uuid` keeps every attachment.
+Its `_id`, as text, travels in the UID queue and in attachment records, so it must be short and
+plain. An account has at most `CRAWLER_MAX_RULES` rules: `usable_rules` takes the first ones by
+`_id` and names the others, with the reason, as it names the rules that are invalid.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Set
 from dataclasses import dataclass
-from typing import Any, Protocol
+from functools import cached_property
+from typing import Any, NamedTuple, Protocol
+
+from bson import ObjectId
 
 from crawler.errors import BadAccount, BadRule
 from crawler.keys import check_user_uuid
@@ -19,6 +26,7 @@ from crawler.mime import ATTACHED_MESSAGE
 
 MAX_QUERY_LENGTH = 2048
 MAX_GLOB_LENGTH = 512
+MAX_RULE_ID_LENGTH = 128  # characters of str(_id): an ObjectId has 24
 _MIME_NAME = r"[a-z0-9!#$&^_.+-]+"
 _CONTENT_TYPE = re.compile(rf"(\*/\*|{_MIME_NAME}/(\*|{_MIME_NAME}))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -62,10 +70,11 @@ class Rule:
         try:
             return cls._validated(rule_id, doc)
         except (TypeError, ValueError, BadAccount) as error:
-            raise BadRule(f"rule {rule_id}: {error}") from error
+            raise BadRule(f"rule {_shown(rule_id)}: {error}") from error
 
     @classmethod
     def _validated(cls, rule_id: str, doc: Mapping[str, Any]) -> Rule:
+        _check_id(rule_id)
         unknown = sorted(set(doc) - _KNOWN_FIELDS)
         if unknown:
             raise ValueError(f"unknown field(s) {', '.join(map(repr, unknown))}")
@@ -95,12 +104,12 @@ class Rule:
             return self.query or None
         return f"has:attachment ({self.query})" if self.query else "has:attachment"
 
-    @property
+    @cached_property
     def wants_images(self) -> bool:
         """Inline images count only for rules that ask for images by content type."""
         return any(pattern.startswith("image/") for pattern in self.content_types)
 
-    @property
+    @cached_property
     def wants_attached_messages(self) -> bool:
         """An attached email is a container, kept whole (as an `.eml`) only for a rule that asks
         for `message/rfc822` by a content type other than the catch-all `*/*`."""
@@ -111,9 +120,7 @@ class Rule:
 
     def wants(self, part: AttachmentFacts) -> bool:
         """Whether this rule keeps `part` (its query having found the message)."""
-        return self.may_want(part) and (
-            self.filename is None or _glob_match(part.filename, self.filename)
-        )
+        return self.may_want(part) and self.keeps_name(_lower(part.filename))
 
     def may_want(self, part: AttachmentFacts) -> bool:
         """Whether this rule keeps `part` under some name: every test but the filename's."""
@@ -121,36 +128,179 @@ class Rule:
             return False
         if part.container and not self.wants_attached_messages:
             return False
-        if self.content_types and not _type_match(part.content_type, self.content_types):
-            return False
-        return _within(part.size, self.min_size, self.max_size)
+        return self.keeps_type_and_size(part.content_type.lower(), part.size)
+
+    def keeps_type_and_size(self, content_type: str, size: int) -> bool:
+        """The content type (in lower case) and size tests."""
+        low, high, types, _ = self.checks
+        return low <= size <= high and (types is None or types(content_type) is not None)
+
+    def keeps_name(self, filename: str | None) -> bool:
+        """The filename test, on the name in lower case (None: the part has no name)."""
+        glob = self.checks.glob
+        return glob is None or (filename is not None and glob(filename) is not None)
+
+    @cached_property
+    def checks(self) -> Checks:
+        """The rule's tests of a part, its patterns compiled once."""
+        types = "|".join(fnmatch.translate(pattern) for pattern in self.content_types)
+        glob = None if self.filename is None else fnmatch.translate(self.filename.lower())
+        return Checks(
+            -math.inf if self.min_size is None else self.min_size,
+            math.inf if self.max_size is None else self.max_size,
+            re.compile(types).match if types else None,
+            re.compile(glob).match if glob else None,
+        )
+
+
+class Checks(NamedTuple):
+    """A rule's tests of a part, compiled: the size bounds, then the `match` of the pattern
+    of its content types and of its filename glob (None: no such test), which match the
+    content type and the name in lower case."""
+
+    low: float
+    high: float
+    types: Callable[[str], re.Match[str] | None] | None
+    glob: Callable[[str], re.Match[str] | None] | None
 
 
 class RuleTester:
-    """Decides, for the rules of one account, which rules keep which attachment."""
+    """Decides, for the rules of one account, which rules keep which attachment.
+
+    It is asked once or twice per attachment part about every rule of the account, so it sorts
+    the rules once by the kind of part they can keep (inline or not, attached email or not),
+    runs a test that several rules share (rules that differ only in their query) once per part,
+    and each rule compiles its patterns once.
+    """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rule for rule in rules if rule.enabled)
+        self._by_kind = {
+            (inline, container): _Tests(
+                rule
+                for rule in self.rules
+                if (rule.wants_images or not inline)
+                and (rule.wants_attached_messages or not container)
+            )
+            for inline in (False, True)
+            for container in (False, True)
+        }
 
     def rule_ids(self, part: AttachmentFacts, found_by: Collection[str]) -> list[str]:
-        """Ids of the rules whose query found the message and that keep `part`."""
-        return [rule.id for rule in self.rules if rule.id in found_by and rule.wants(part)]
+        """Ids of the rules whose query found the message and that keep `part`, in rule order."""
+        tests = self._by_kind[bool(part.inline), bool(part.container)]
+        if not tests.order:
+            return []
+        found = _as_set(found_by)
+        content_type, size, name = part.content_type.lower(), part.size, _lower(part.filename)
+        # Rule.keeps_type_and_size and Rule.keeps_name, inlined: this runs per part and rule.
+        kept = [
+            low <= size <= high
+            and (types is None or types(content_type) is not None)
+            and (glob is None or (name is not None and glob(name) is not None))
+            for low, high, types, glob in tests.checks
+        ]
+        return [rule_id for rule_id, test in tests.order if kept[test] and rule_id in found]
 
     def may_want(self, part: AttachmentFacts, found_by: Collection[str]) -> bool:
         """Whether a rule whose query found the message keeps `part` under some name."""
-        return any(rule.id in found_by and rule.may_want(part) for rule in self.rules)
+        tests = self._by_kind[bool(part.inline), bool(part.container)]
+        found = _as_set(found_by)
+        content_type, size = part.content_type.lower(), part.size
+        return any(
+            rule.keeps_type_and_size(content_type, size) and not found.isdisjoint(ids)
+            for rule, ids in tests.shared
+        )
 
 
-def _glob_match(name: str | None, pattern: str) -> bool:
-    return name is not None and fnmatch.fnmatchcase(name.lower(), pattern.lower())
+class _Tests:
+    """Rules in order, with the tests they share: `shared` holds one rule for each distinct
+    set of tests (type, size, glob) with the ids of the rules that have it; `order` pairs each
+    rule id with the index of its tests in `shared`."""
+
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        index: dict[tuple[Any, ...], int] = {}
+        members: list[tuple[Rule, list[str]]] = []
+        order: list[tuple[str, int]] = []
+        for rule in rules:
+            key = (rule.content_types, rule.min_size, rule.max_size, rule.filename)
+            if key not in index:
+                index[key] = len(members)
+                members.append((rule, []))
+            members[index[key]][1].append(rule.id)
+            order.append((rule.id, index[key]))
+        self.order = tuple(order)
+        self.shared = tuple((rule, tuple(ids)) for rule, ids in members)
+        self.checks = tuple(rule.checks for rule, _ in members)
 
 
-def _type_match(content_type: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(content_type.lower(), pattern) for pattern in patterns)
+def usable_rules(
+    documents: Iterable[Mapping[str, Any]], max_rules: int
+) -> tuple[list[Rule], dict[str, str]]:
+    """The rules an account's crawl uses, and why each of the others is not used (by id).
+
+    The documents are taken in `_id` order (MongoDB's order of types, then values): each valid
+    one until there are `max_rules` (`CRAWLER_MAX_RULES`), so that the same rules win on every
+    crawl; an invalid one is named with its reason, and so is each valid one beyond the cap.
+    """
+    rules: list[Rule] = []
+    errors: dict[str, str] = {}
+    for document in sorted(documents, key=lambda document: _id_order(document.get("_id"))):
+        try:
+            rule = Rule.from_document(document)
+        except BadRule as error:
+            errors[str(document.get("_id"))] = str(error)
+            continue
+        if len(rules) < max_rules:
+            rules.append(rule)
+        else:
+            errors[rule.id] = (
+                f"rule {rule.id}: the account has more than {max_rules} rules "
+                "(CRAWLER_MAX_RULES); only the first by id are used"
+            )
+    return rules, errors
 
 
-def _within(size: int, low: int | None, high: int | None) -> bool:
-    return (low is None or size >= low) and (high is None or size <= high)
+def _id_order(value: Any) -> tuple[int, Any]:
+    """A sort key that orders `_id`s of different types as MongoDB does: numbers, then
+    strings, then ObjectIds; any other type after them, by its text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, -math.inf if math.isnan(value) else value)
+    if isinstance(value, str):
+        return (1, value)
+    if isinstance(value, ObjectId):
+        return (2, value.binary)
+    return (3, str(value))
+
+
+def _check_id(rule_id: str) -> None:
+    """An id is joined with others in the UID queue and named in records and logs: no comma,
+    no control character, not empty and not long."""
+    if not rule_id:
+        raise ValueError("the rule id (_id) is empty")
+    if len(rule_id) > MAX_RULE_ID_LENGTH:
+        raise ValueError(
+            f"the rule id (_id) is {len(rule_id)} characters long; at most {MAX_RULE_ID_LENGTH}"
+        )
+    if "," in rule_id:
+        raise ValueError("the rule id (_id) contains a comma")
+    if _CONTROL.search(rule_id):
+        raise ValueError("the rule id (_id) contains a control character (CR, LF, NUL, ...)")
+
+
+def _shown(rule_id: str) -> str:
+    """The id as a message names it: as it is, unless it is too long or holds control bytes."""
+    if len(rule_id) <= MAX_RULE_ID_LENGTH and not _CONTROL.search(rule_id):
+        return rule_id
+    return repr(rule_id[:60]) + ("..." if len(rule_id) > 60 else "")
+
+
+def _as_set(ids: Collection[str]) -> Set[str]:
+    return ids if isinstance(ids, Set) else frozenset(ids)
+
+
+def _lower(name: str | None) -> str | None:
+    return None if name is None else name.lower()
 
 
 def _text(value: Any, field: str, limit: int) -> str | None:

@@ -6,11 +6,17 @@ one hash tag, so a crash between any two instructions leaves nothing half-moved,
 run unchanged on Redis Cluster. The rule-hits hash doubles as the index of pending UIDs: a UID has
 an entry exactly while it is queued or in flight, which is how a push skips the UIDs it already
 holds in O(1) each instead of scanning the list.
+
+What a UID keeps of the rules that found it does not grow with the number of rules: a search
+finds UIDs for groups of rules (the rules that share a query), and a UID's entry holds the small
+indices of its groups (`0,3`). The rule ids of each group are stored once per account, in the
+rule-groups hash, which lives as long as any UID is pending and goes when the queue is drained or
+cleared. A push interns its groups there, so a group pushed again keeps its index.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis import Redis
@@ -24,7 +30,8 @@ __all__ = ["MAX_UID", "LeaseLost", "UidQueue", "check_uid", "requeue_abandoned"]
 
 MAX_UID = 2**32 - 1  # IMAP UIDs are 32-bit unsigned and never 0
 
-# Every script sees KEYS = lease, queue, in-flight set, rule hits and ARGV[1] = worker id.
+# Every script sees KEYS = lease, queue, in-flight set, rule hits, rule groups and
+# ARGV[1] = worker id.
 # unpack() is bounded by Lua's C stack, hence the slices.
 _HELPERS = """
 local function bulk(command, key, items)
@@ -42,27 +49,57 @@ end
 # A nil reply tells the caller that the lease is not ours: nothing was touched.
 _FENCE = f"if not ({HELD_BY_US}) then return false end\n"
 
-# ARGV[2..] = uid, comma-joined rule ids, uid, rule ids, ... A UID already pending keeps its place
-# and gains the rules that found it this time, so a re-search neither doubles nor forgets it.
+# ARGV[2] = how many groups, n; ARGV[3 .. n+2] = the rule ids of each group (sorted, comma-joined);
+# then uid, comma-joined indices of its groups among those n, uid, indices, ... Each group gets
+# its index in the rule-groups hash (the one it has there already, else the next free one), and
+# each UID the indices of its groups there. A UID already pending keeps its place and gains the
+# groups that found it this time, so a re-search neither doubles nor forgets it.
 _PUSH = """
-local function merge(uid, rules)
-  local known = redis.call('HGET', KEYS[4], uid)
-  local seen = {}
-  for id in string.gmatch(known, '[^,]+') do seen[id] = true end
-  for id in string.gmatch(rules, '[^,]+') do
-    if not seen[id] then
-      seen[id] = true
-      if known == '' then known = id else known = known .. ',' .. id end
-    end
+local groups = tonumber(ARGV[2])
+local index = {}
+if groups > 0 then
+  local known, size = {}, 0
+  local stored = redis.call('HGETALL', KEYS[5])
+  for i = 1, #stored, 2 do
+    known[stored[i + 1]] = stored[i]
+    size = size + 1
   end
-  redis.call('HSET', KEYS[4], uid, known)
+  for i = 1, groups do
+    local rules = ARGV[2 + i]
+    if not known[rules] then
+      known[rules] = tostring(size)
+      redis.call('HSET', KEYS[5], known[rules], rules)
+      size = size + 1
+    end
+    index[tostring(i - 1)] = known[rules]
+  end
+end
+-- Adds to the set `into` the indices listed in `refs`, those of this push (`pushed`) mapped to
+-- their place in the rule-groups hash.
+local function union(into, refs, pushed)
+  for ref in string.gmatch(refs, '[^,]+') do
+    local at = ref
+    if pushed then at = index[ref] end
+    at = tonumber(at)
+    if at then into[at] = true end
+  end
+end
+local function joined(set)
+  local list = {}
+  for at in pairs(set) do list[#list + 1] = at end
+  table.sort(list)
+  return table.concat(list, ',')
 end
 local fresh = {}
-for i = 2, #ARGV, 2 do
-  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i + 1]) == 1 then
+for i = groups + 3, #ARGV, 2 do
+  local found = {}
+  union(found, ARGV[i + 1], true)
+  local refs = joined(found)
+  if redis.call('HSETNX', KEYS[4], ARGV[i], refs) == 1 then
     fresh[#fresh + 1] = ARGV[i]
-  elseif ARGV[i + 1] ~= '' then
-    merge(ARGV[i], ARGV[i + 1])
+  elseif refs ~= '' then
+    union(found, redis.call('HGET', KEYS[4], ARGV[i]), false)
+    redis.call('HSET', KEYS[4], ARGV[i], joined(found))
   end
 end
 bulk('RPUSH', KEYS[2], fresh)
@@ -76,6 +113,7 @@ bulk('SADD', KEYS[3], uids)
 return uids
 """
 # ARGV[2..] = UIDs. Only UIDs in flight are acked: a queued one keeps its place and its rules.
+# The last ack of a drained queue takes the rule groups with it.
 _ACK = """
 local acked = 0
 for i = 2, #ARGV do
@@ -84,10 +122,12 @@ for i = 2, #ARGV do
     acked = acked + 1
   end
 end
-return {acked, redis.call('LLEN', KEYS[2]) + redis.call('SCARD', KEYS[3])}
+local remaining = redis.call('LLEN', KEYS[2]) + redis.call('SCARD', KEYS[3])
+if remaining == 0 then redis.call('DEL', KEYS[5]) end
+return {acked, remaining}
 """
 _REQUEUE = "return requeue(KEYS[2], KEYS[3])"
-_CLEAR = "return redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])"
+_CLEAR = "return redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])"
 # The monitor's way in: only when no worker holds the account.
 _ABANDONED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -102,18 +142,32 @@ def check_uid(uid: object) -> int:
     return uid
 
 
-def _joined(rule_ids: object) -> str:
+def _group(rule_ids: object) -> str:
+    """A group's rule ids, sorted and comma-joined: the same rules, the same text."""
     if isinstance(rule_ids, str | bytes) or not isinstance(rule_ids, Iterable):
-        raise BadInput(f"rule ids must be a list of strings, got {rule_ids!r}")
+        raise BadInput(f"a group's rule ids must be a collection of strings, got {rule_ids!r:.80}")
+    ids = set()
     for rule_id in rule_ids:
         if not isinstance(rule_id, str) or not rule_id or "," in rule_id:
-            raise BadInput(f"rule id {rule_id!r} must be a non-empty string without commas")
-    return ",".join(rule_ids)
+            raise BadInput(f"rule id {rule_id!r:.80} must be a non-empty string without commas")
+        ids.add(rule_id)
+    return ",".join(sorted(ids))
 
 
-def _split(joined: bytes | str) -> list[str]:
-    text = joined.decode() if isinstance(joined, bytes) else joined
-    return text.split(",") if text else []
+def _refs(indices: object, groups: int) -> str:
+    """A UID's group indices, comma-joined, each checked to name one of the pushed groups."""
+    if isinstance(indices, str | bytes) or not isinstance(indices, Iterable):
+        raise BadInput(f"group indices must be a collection of integers, got {indices!r:.80}")
+    checked = []
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < groups:
+            raise BadInput(f"group index {index!r:.40} names none of the {groups} groups pushed")
+        checked.append(str(index))
+    return ",".join(checked)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _account_keys(keys: Keys, user_uuid: str) -> list[str]:
@@ -122,6 +176,7 @@ def _account_keys(keys: Keys, user_uuid: str) -> list[str]:
         keys.uids(user_uuid),
         keys.inflight(user_uuid),
         keys.rule_hits(user_uuid),
+        keys.rule_groups(user_uuid),
     ]
 
 
@@ -153,27 +208,31 @@ class UidQueue:
     def push(
         self,
         uids: Iterable[int],
-        rule_ids: Mapping[int, Sequence[str]] | None = None,
+        found_by: Mapping[int, Collection[int]] | None = None,
+        groups: Sequence[Collection[str]] = (),
         chunk: int = 1000,
     ) -> int:
-        """Queue the UIDs not already queued or in flight, with the rules that found each.
+        """Queue the UIDs not already queued or in flight, with the groups of rules that found
+        each: `groups[i]` holds the ids of the rules of group i, and `found_by[uid]` the indices
+        (in `groups`) of the groups whose search found `uid`.
 
         One round trip per `chunk` UIDs. Everything is validated before anything is written.
         Returns how many UIDs were newly queued.
         """
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
-        found_by = rule_ids or {}
+        found = found_by or {}
+        head: list[int | str] = [len(groups), *map(_group, groups)]
         args: list[int | str] = []
         for uid in uids:
-            args += [check_uid(uid), _joined(found_by.get(uid, ()))]
+            args += [check_uid(uid), _refs(found.get(uid, ()), len(groups))]
         if not args:
             return 0
         # Before the first UID lands, so that the monitor never misses a queue.
         self.redis.sadd(self.keys.crawls, self.user_uuid)
         step = 2 * chunk
         return sum(
-            int(self._fenced(self._push, args[start : start + step]))
+            int(self._fenced(self._push, [*head, *args[start : start + step]]))
             for start in range(0, len(args), step)
         )
 
@@ -195,14 +254,32 @@ class UidQueue:
             self.redis.srem(self.keys.crawls, self.user_uuid)
         return int(acked)
 
-    def rule_ids(self, uids: Sequence[int]) -> dict[int, list[str]]:
-        """The ids of the rules that found each pending UID (UIDs not pending are left out)."""
+    def rule_ids(self, uids: Sequence[int]) -> dict[int, frozenset[str]]:
+        """The ids of the rules that found each pending UID (UIDs not pending are left out).
+
+        UIDs found by the same groups share one set.
+        """
         checked = [check_uid(uid) for uid in uids]
         if not checked:
             return {}
-        found = self.redis.hmget(self.keys.rule_hits(self.user_uuid), checked)
+        with self.redis.pipeline() as pipe:
+            pipe.hmget(self.keys.rule_hits(self.user_uuid), checked)
+            pipe.hgetall(self.keys.rule_groups(self.user_uuid))
+            found, stored = pipe.execute()
+        groups = {
+            _text(index): frozenset(filter(None, _text(rules).split(",")))
+            for index, rules in stored.items()
+        }
+        rules: dict[str, frozenset[str]] = {}
+        for refs in {_text(joined) for joined in found if joined is not None}:
+            if not groups:  # queued before rule groups: the entry holds the rule ids themselves
+                rules[refs] = frozenset(refs.split(",")) if refs else frozenset()
+            else:
+                rules[refs] = frozenset().union(
+                    *(groups.get(index, ()) for index in refs.split(",") if index)
+                )
         return {
-            uid: _split(joined)
+            uid: rules[_text(joined)]
             for uid, joined in zip(checked, found, strict=True)
             if joined is not None
         }
@@ -224,7 +301,8 @@ class UidQueue:
         return self.depth() == (0, 0)
 
     def clear(self) -> None:
-        """Drop the queue, the in-flight UIDs and their rule hits (the UIDVALIDITY changed)."""
+        """Drop the queue, the in-flight UIDs, their rule hits and the rule groups (the
+        UIDVALIDITY changed)."""
         self._fenced(self._clear, [])
         self.redis.srem(self.keys.crawls, self.user_uuid)
 

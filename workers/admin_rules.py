@@ -1,9 +1,10 @@
 """`crawler rules`: add, list, remove and test the rules that choose which attachments to save.
 
 A rule is validated by `Rule.from_document`, the crawler's own check, before it is stored: a rule
-the crawler would refuse never reaches MongoDB. `rules test` runs `RuleTester` over the parts of a
-message file, so it answers exactly as a crawl would, except for the Gmail search (`--query`),
-which only Gmail runs: there, every rule is taken to have found the message.
+the crawler would refuse never reaches MongoDB, nor does one past the account's CRAWLER_MAX_RULES.
+`rules test` runs `RuleTester` over the parts of a message file, so it answers exactly as a crawl
+would, except for the Gmail search (`--query`), which only Gmail runs: there, every rule is taken
+to have found the message.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from bson import ObjectId
 from crawler.errors import BadInput, BadRule
 from crawler.rules import Rule, RuleTester
 from crawler.store import Document
-from workers.admin_context import JsonOption, MongoUrlOption, fail, operator, operator_command
+from workers.admin_context import (
+    JsonOption,
+    MongoUrlOption,
+    Operator,
+    fail,
+    operator,
+    operator_command,
+)
 from workers.admin_message import eml_parts
 from workers.admin_output import console, print_json, table
 
@@ -105,15 +113,29 @@ def add(
     disabled: DisabledOption = False,
     mongodb_url: MongoUrlOption = None,
 ) -> None:
-    """Add a rule and print its id. A rule with only --user-uuid keeps every attachment."""
+    """Add a rule and print its id. A rule with only --user-uuid keeps every attachment.
+
+    An account has at most CRAWLER_MAX_RULES rules, enabled or not.
+    """
     options = RuleOptions(query, filename, content_type, min_size, max_size, disabled)
     document, _ = options.rule(ObjectId(), user_uuid)
     with operator(mongodb_url) as ops:
+        _check_room(ops, user_uuid)
         ops.store.add_rule(document)
         known = ops.store.account(user_uuid) is not None
     typer.echo(str(document["_id"]))
     if not known:
         typer.echo(f"note: there is no account {user_uuid} yet (crawler accounts add)", err=True)
+
+
+def _check_room(ops: Operator, user_uuid: str) -> None:
+    """BadInput when the account has as many rules as CRAWLER_MAX_RULES allows."""
+    most = ops.settings.max_rules
+    if ops.store.rules.count_documents({"user_uuid": user_uuid}, limit=most) >= most:
+        raise BadInput(
+            f"{user_uuid} has {most} rules already, as many as CRAWLER_MAX_RULES ({most}) allows:"
+            " remove one (crawler rules remove) or raise CRAWLER_MAX_RULES"
+        )
 
 
 @app.command("list")

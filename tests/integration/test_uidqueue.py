@@ -92,24 +92,26 @@ def test_claim_moves_uids_from_the_right_into_flight(
 def test_ack_finishes_uids_and_forgets_their_rules(
     client: redis.Redis, keys: Keys, queue: UidQueue
 ) -> None:
-    queue.push([10, 11], rule_ids={10: ["r1"], 11: ["r2"]})
+    queue.push([10, 11], found_by={10: [0], 11: [1]}, groups=[["r1"], ["r2", "r3"]])
+    assert queue.rule_ids([10, 11]) == {10: {"r1"}, 11: {"r2", "r3"}}
     assert queue.claim(2) == [11, 10]
     assert queue.ack([11]) == 1
-    assert queue.rule_ids([10, 11]) == {10: ["r1"]}
+    assert queue.rule_ids([10, 11]) == {10: {"r1"}}
     assert queue.depth() == (0, 1)
     assert queue.ack([10]) == 1
     assert queue.drained()
-    assert client.exists(keys.rule_hits(USER)) == 0
+    assert client.exists(keys.rule_hits(USER), keys.rule_groups(USER)) == 0
 
 
 def test_ack_leaves_a_queued_uid_where_it_is(
     client: redis.Redis, keys: Keys, queue: UidQueue
 ) -> None:
-    queue.push([1, 2], rule_ids={1: ["r1"]})
+    queue.push([1, 2], found_by={1: [0]}, groups=[["r1"]])
     assert queue.claim(1) == [2]
     assert queue.ack([1, 2, 3]) == 1
     assert queued(client, keys) == [1]
-    assert queue.rule_ids([1]) == {1: ["r1"]}
+    assert queue.rule_ids([1]) == {1: {"r1"}}
+    assert client.exists(keys.rule_groups(USER)) == 1
 
 
 def test_push_never_doubles_a_queued_or_inflight_uid(
@@ -123,11 +125,58 @@ def test_push_never_doubles_a_queued_or_inflight_uid(
     assert client.hlen(keys.rule_hits(USER)) == 4
 
 
-def test_a_repush_adds_the_rules_that_found_a_uid_again(queue: UidQueue) -> None:
-    queue.push([7, 8], rule_ids={7: ["r1"]})
-    assert queue.push([7, 8], rule_ids={7: ["r2", "r1"], 8: ["r3"]}) == 0
+def test_a_repush_adds_the_rules_that_found_a_uid_again(
+    client: redis.Redis, keys: Keys, queue: UidQueue
+) -> None:
+    queue.push([7, 8], found_by={7: [0]}, groups=[["r1"]])
+    again = [["r2"], ["r1"], ["r3"]]
+    assert queue.push([7, 8], found_by={7: [0, 1], 8: [2]}, groups=again) == 0
     assert queue.push([8]) == 0
-    assert queue.rule_ids([7, 8, 9]) == {7: ["r1", "r2"], 8: ["r3"]}
+    assert queue.rule_ids([7, 8, 9]) == {7: {"r1", "r2"}, 8: {"r3"}}
+    # A group pushed again keeps its index: r1 is stored once.
+    assert client.hlen(keys.rule_groups(USER)) == 3
+
+
+def test_groups_and_indices_may_be_any_iterables(queue: UidQueue) -> None:
+    groups: Any = [iter(["r2", "r1", "r2"]), set()]
+    found_by: Any = {1: iter([0, 1]), 2: [1]}
+    assert queue.push([1, 2], found_by=found_by, groups=groups) == 2
+    assert queue.rule_ids([1, 2]) == {1: {"r1", "r2"}, 2: set()}
+
+
+def test_what_a_uid_keeps_does_not_grow_with_the_rules_that_found_it(
+    client: redis.Redis, keys: Keys, queue: UidQueue
+) -> None:
+    """A UID holds the indices of the groups that found it; each group's rule ids are stored
+    once for the account, however many UIDs it found and however many chunks pushed them."""
+    many = [f"{n:024x}" for n in range(5000)]
+    uids = range(1, 2001)
+    found_by = dict.fromkeys(uids, (0, 1))
+    assert queue.push(uids, found_by=found_by, groups=[many, ["r"]], chunk=300) == 2000
+    assert queue.push([3000], found_by={3000: [0]}, groups=[["r"]]) == 1
+
+    assert client.hget(keys.rule_hits(USER), 1) in {"0,1", b"0,1"}
+    assert client.hget(keys.rule_hits(USER), 3000) in {"1", b"1"}
+    assert client.hlen(keys.rule_groups(USER)) == 2
+    per_uid = client.memory_usage(keys.rule_hits(USER), samples=0) / 2001
+    assert per_uid < 200  # each UID held the 5,001 rule ids before: 125 KB
+    found = queue.rule_ids([1, 2, 3000])
+    assert found == {1: {*many, "r"}, 2: {*many, "r"}, 3000: {"r"}}
+    assert found[1] is found[2]  # UIDs found by the same groups share one set
+    drain(queue, batch=500)
+    assert client.exists(keys.rule_hits(USER), keys.rule_groups(USER)) == 0
+
+
+def test_a_queue_written_before_rule_groups_is_still_read(
+    client: redis.Redis, keys: Keys, queue: UidQueue
+) -> None:
+    """An entry that names the rules themselves (`r1,r2`) is read as such while the account has
+    no rule groups, so a queue that an earlier version left is processed whole."""
+    client.rpush(keys.uids(USER), 5, 6)
+    client.hset(keys.rule_hits(USER), mapping={5: "r1,r2", 6: ""})
+    assert queue.rule_ids([5, 6]) == {5: {"r1", "r2"}, 6: set()}
+    assert sorted(drain(queue, batch=2)) == [5, 6]
+    assert client.exists(keys.rule_hits(USER)) == 0
 
 
 @pytest.mark.parametrize("bad", [0, -1, MAX_UID + 1, "7", 7.0, True, None])
@@ -147,8 +196,18 @@ def test_push_refuses_garbage_uids_before_writing(
 @pytest.mark.parametrize("bad", ["r1", ["r1,r2"], [""], [3], None])
 def test_push_refuses_garbage_rule_ids(queue: UidQueue, bad: Any) -> None:
     with pytest.raises(BadInput, match="rule id"):
-        queue.push([1], rule_ids={1: bad})
+        queue.push([1], found_by={1: [0]}, groups=[bad])
     assert queue.drained()
+
+
+@pytest.mark.parametrize("bad", [[1], [-1], [True], ["0"], "0", 0, None])
+def test_push_refuses_group_indices_that_name_no_group(
+    client: redis.Redis, keys: Keys, queue: UidQueue, bad: Any
+) -> None:
+    with pytest.raises(BadInput, match="group ind"):
+        queue.push([1, 2], found_by={1: [0], 2: bad}, groups=[["r1"]])
+    assert queue.drained()
+    assert client.exists(keys.rule_groups(USER)) == 0
 
 
 def test_the_largest_uid_fits(queue: UidQueue) -> None:
@@ -170,6 +229,7 @@ def test_a_queue_needs_its_own_accounts_lease(client: redis.Redis, keys: Keys) -
 
 def test_every_key_of_an_account_hashes_to_one_cluster_slot(keys: Keys) -> None:
     names = [keys.uids(USER), keys.inflight(USER), keys.rule_hits(USER), keys.lease(USER)]
+    names.append(keys.rule_groups(USER))
     assert len({key_slot(name.encode()) for name in names}) == 1
 
 
@@ -180,11 +240,12 @@ def test_the_crawls_set_holds_accounts_with_pending_uids(
     assert crawling(client, keys)
     drain(queue, batch=1)
     assert not crawling(client, keys)
-    queue.push([3, 4], rule_ids={3: ["r1"]})
+    queue.push([3, 4], found_by={3: [0]}, groups=[["r1"]])
     queue.claim(1)
     queue.clear()
     assert queue.drained()
     assert queue.rule_ids([3]) == {}
+    assert client.exists(keys.rule_hits(USER), keys.rule_groups(USER)) == 0
     assert not crawling(client, keys)
 
 
@@ -240,7 +301,8 @@ def test_a_crash_between_claim_and_ack_loses_nothing(
     client: redis.Redis, keys: Keys, queue: UidQueue
 ) -> None:
     uids = list(range(1, 11))
-    queue.push(uids, rule_ids={uid: [f"r{uid % 3}"] for uid in uids})
+    groups = [["r0"], ["r1"], ["r2"]]
+    queue.push(uids, found_by={uid: [uid % 3] for uid in uids}, groups=groups)
     stored = queue.claim(4)
     assert queue.ack(stored[:2]) == 2  # stored, then the process dies mid-batch
     expire(client, keys)
@@ -251,7 +313,7 @@ def test_a_crash_between_claim_and_ack_loses_nothing(
     successor = worker(client, keys, "worker-b")
     assert successor.lease.acquire()
     assert successor.requeue_inflight() == 0
-    assert successor.rule_ids(stored[2:]) == {uid: [f"r{uid % 3}"] for uid in stored[2:]}
+    assert successor.rule_ids(stored[2:]) == {uid: {f"r{uid % 3}"} for uid in stored[2:]}
     rest = drain(successor, batch=3)
     assert Counter(stored[:2] + rest) == Counter(uids)
     assert not crawling(client, keys)
@@ -306,17 +368,20 @@ class Crawl(RuleBasedStateMachine):
         return {uid for uid, now in self.state.items() if now == state}
 
     @rule(
-        found=st.dictionaries(
-            st.integers(1, 30), st.lists(st.sampled_from(["r1", "r2", "r3"]), max_size=2)
-        )
+        groups=st.lists(
+            st.frozensets(st.sampled_from(["r1", "r2", "r3"]), min_size=1), min_size=1, max_size=3
+        ),
+        found=st.dictionaries(st.integers(1, 30), st.lists(st.integers(0, 2), max_size=2)),
     )
-    def push(self, found: dict[int, list[str]]) -> None:
+    def push(self, groups: list[frozenset[str]], found: dict[int, list[int]]) -> None:
+        found = {uid: [at for at in refs if at < len(groups)] for uid, refs in found.items()}
         pending = self._uids("queued") | self._uids("inflight")
-        assert self.queue.push(found, rule_ids=found, chunk=4) == len(found.keys() - pending)
-        for uid, rule_ids in found.items():
+        pushed = self.queue.push(found, found_by=found, groups=groups, chunk=4)
+        assert pushed == len(found.keys() - pending)
+        for uid, refs in found.items():
             if uid not in pending:
                 self.state[uid], self.found_by[uid] = "queued", set()
-            self.found_by[uid] |= set(rule_ids)
+            self.found_by[uid] |= set().union(*(groups[at] for at in refs))
 
     @rule(n=st.integers(1, 8))
     def claim(self, n: int) -> None:
@@ -364,8 +429,10 @@ class Crawl(RuleBasedStateMachine):
         assert self.queue.depth() == (len(listed), len(claimed))
         pending = sorted(self.found_by)
         assert self.client.hlen(self.keys.rule_hits(USER)) == len(pending)
-        found = self.queue.rule_ids(pending)
-        assert {uid: set(rule_ids) for uid, rule_ids in found.items()} == self.found_by
+        assert self.queue.rule_ids(pending) == self.found_by
+        # The rule groups live while UIDs are pending, each set of rules stored once.
+        groups = self.client.hlen(self.keys.rule_groups(USER))
+        assert groups <= 7 and (pending or groups == 0)
 
     def teardown(self) -> None:
         names = list(self.client.scan_iter(match=f"{self.keys.prefix}*"))

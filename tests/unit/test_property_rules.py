@@ -6,6 +6,7 @@ into a `Rule` or a `BadRule` naming it, and what it accepts must be safe to sear
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import time
 from dataclasses import dataclass, replace
@@ -16,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from crawler.errors import BadRule
-from crawler.rules import MAX_GLOB_LENGTH, MAX_QUERY_LENGTH, Rule, RuleTester
+from crawler.mime import ATTACHED_MESSAGE
+from crawler.rules import MAX_GLOB_LENGTH, MAX_QUERY_LENGTH, MAX_RULE_ID_LENGTH, Rule, RuleTester
 
 pytestmark = pytest.mark.unit
 
@@ -89,11 +91,17 @@ parts = st.builds(
 
 
 def validated(document: dict[Any, Any]) -> Rule | None:
-    """The rule, or None after checking that the BadRule names the rule."""
+    """The rule, or None after checking that the BadRule names the rule: as it is, or quoted
+    when it is too long or holds control characters."""
     try:
         return Rule.from_document(document)
     except BadRule as error:
-        assert str(error).startswith(f"rule {document.get('_id', '?')}: "), error
+        rule_id = str(document.get("_id", "?"))
+        if len(rule_id) <= MAX_RULE_ID_LENGTH and not CONTROL.search(rule_id):
+            assert str(error).startswith(f"rule {rule_id}: "), error
+        else:
+            assert str(error).startswith(f"rule {rule_id[:60]!r}"), error
+            assert "the rule id (_id)" in str(error)
         return None
 
 
@@ -113,6 +121,9 @@ def test_what_validation_accepts_is_safe_to_search_with(document: dict[str, Any]
     if rule is None:
         return
     assert rule.user_uuid == document["user_uuid"]
+    # The id travels joined with others by commas, and into records and logs.
+    assert 0 < len(rule.id) <= MAX_RULE_ID_LENGTH
+    assert "," not in rule.id and not CONTROL.search(rule.id)
     if rule.query is not None:
         assert 0 < len(rule.query) <= MAX_QUERY_LENGTH
         assert not CONTROL.search(rule.query) and rule.query.count('"') % 2 == 0
@@ -171,6 +182,90 @@ def test_the_tester_names_only_enabled_rules_whose_query_found_the_message(
     enabled = [rule.id for rule in rules if rule.enabled]
     assert set(ids) <= set(enabled)
     assert ids == [rule_id for rule_id in enabled if rule_id in ids]
+
+
+def wants_as_specified(rule: Rule, part: Part, *, by_name: bool = True) -> bool:
+    """What a rule keeps, written plainly from its fields with fnmatch, as the spec of `wants`
+    (and of `may_want` without the name)."""
+    images = any(pattern.startswith("image/") for pattern in rule.content_types)
+    messages = any(
+        pattern != "*/*" and fnmatch.fnmatchcase(ATTACHED_MESSAGE, pattern)
+        for pattern in rule.content_types
+    )
+    if (part.inline and not images) or (part.container and not messages):
+        return False
+    if rule.content_types and not any(
+        fnmatch.fnmatchcase(part.content_type.lower(), pattern) for pattern in rule.content_types
+    ):
+        return False
+    if rule.min_size is not None and part.size < rule.min_size:
+        return False
+    if rule.max_size is not None and part.size > rule.max_size:
+        return False
+    if not by_name or rule.filename is None:
+        return True
+    return part.filename is not None and fnmatch.fnmatchcase(
+        part.filename.lower(), rule.filename.lower()
+    )
+
+
+# Rules and parts that often match each other: shared globs, types and sizes.
+matching_rules = st.fixed_dictionaries(
+    {"_id": st.sampled_from([f"r{n}" for n in range(8)]), "user_uuid": st.just("u1")},
+    optional={
+        "filename": st.sampled_from(["*.pdf", "*", "R?PORT*", "[a-c]*", "*.[!p]*", "x"]),
+        "content_types": st.lists(
+            st.sampled_from(["image/*", "application/pdf", "*/*", "message/rfc822", "text/*"]),
+            max_size=2,
+        ),
+        "min_size": st.sampled_from([0, 10, 1000]),
+        "max_size": st.sampled_from([10, 1000, 10**6]),
+        "enabled": st.booleans(),
+    },
+)
+matching_parts = st.builds(
+    Part,
+    filename=st.one_of(
+        st.none(), st.sampled_from(["report.PDF", "a.png", "Cat.txt", "x", "b.eml", "İ.pdf"])
+    ),
+    content_type=st.sampled_from(
+        ["application/pdf", "IMAGE/PNG", "text/plain", "message/rfc822", "video/mp4"]
+    ),
+    size=st.sampled_from([0, 10, 500, 1000, 10**7]),
+    inline=st.booleans(),
+    container=st.booleans(),
+)
+
+
+@FAST
+@given(
+    documents=st.lists(matching_rules, max_size=8, unique_by=lambda doc: doc["_id"]),
+    part=matching_parts,
+    found_by=st.sets(st.sampled_from([f"r{n}" for n in range(8)])),
+    as_list=st.booleans(),
+)
+def test_the_tester_answers_as_the_rules_say(
+    documents: list[dict[str, Any]], part: Part, found_by: set[str], as_list: bool
+) -> None:
+    """Property: the tester (rules sorted by kind of part, shared tests run once, patterns
+    compiled) keeps exactly the parts the plain reading of each rule keeps, in rule order,
+    whatever collection `found_by` is."""
+    rules = [rule for rule in map(validated, documents) if rule is not None]
+    tester = RuleTester(rules)
+    found = sorted(found_by) if as_list else found_by
+    expected = [
+        rule.id
+        for rule in rules
+        if rule.enabled and rule.id in found_by and wants_as_specified(rule, part)
+    ]
+    assert tester.rule_ids(part, found) == expected
+    assert tester.may_want(part, found) == any(
+        rule.enabled and rule.id in found_by and wants_as_specified(rule, part, by_name=False)
+        for rule in rules
+    )
+    for rule in rules:
+        assert rule.wants(part) == wants_as_specified(rule, part)
+        assert rule.may_want(part) == wants_as_specified(rule, part, by_name=False)
 
 
 @pytest.mark.parametrize("glob", ["*a" * 256, "*" + "?*" * 255, "[a-z]*" * 85, "*[!b]*" * 85])

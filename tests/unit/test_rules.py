@@ -1,10 +1,12 @@
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from crawler.errors import BadRule
-from crawler.rules import Rule, RuleTester
+from crawler.rules import MAX_RULE_ID_LENGTH, Rule, RuleTester, usable_rules
 
 pytestmark = pytest.mark.unit
 
@@ -120,3 +122,75 @@ def test_tester_only_counts_rules_whose_query_found_the_message() -> None:
 
 def test_brackets_inside_quoted_phrases_are_words() -> None:
     assert rule(query='subject:"a) b" (c)').query == 'subject:"a) b" (c)'
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "named", "reason"),
+    [
+        ("a,b", "rule a,b: ", "contains a comma"),
+        ("", "rule : ", "is empty"),
+        ("a\nb", "rule 'a\\nb': ", "contains a control character"),
+        ("x" * 129, f"rule {'x' * 60!r}...: ", "is 129 characters long; at most 128"),
+        (12345678901234567890, None, None),
+        (ObjectId("650000000000000000000001"), None, None),
+        ("y" * MAX_RULE_ID_LENGTH, None, None),
+    ],
+)
+def test_a_rule_id_must_travel_joined_by_commas(
+    rule_id: Any, named: str | None, reason: str | None
+) -> None:
+    """The queue joins ids with commas and records name them: an id that cannot travel fails
+    its rule, named (quoted when it is long or holds control characters), not the account."""
+    document = {"_id": rule_id, "user_uuid": "u1"}
+    if named is None:
+        assert Rule.from_document(document).id == str(rule_id)
+        return
+    with pytest.raises(BadRule) as caught:
+        Rule.from_document(document)
+    assert str(caught.value).startswith(named)
+    assert f"the rule id (_id) {reason}" in str(caught.value)
+
+
+def test_usable_rules_takes_the_first_rules_by_id_and_names_the_rest() -> None:
+    oldest, newer = ObjectId("650000000000000000000001"), ObjectId("650000000000000000000002")
+    documents = [
+        {"_id": newer, "user_uuid": "u1"},
+        {"_id": "b,c", "user_uuid": "u1"},  # invalid: named, and takes no place
+        {"_id": oldest, "user_uuid": "u1", "filename": "*.pdf"},
+        {"_id": 7, "user_uuid": "u1", "query": "from:a"},  # numbers, strings, then ObjectIds
+        {"_id": "a", "user_uuid": "u1", "min_size": -1},
+        {"_id": "z", "user_uuid": "u1"},
+    ]
+    rules, errors = usable_rules(documents, max_rules=3)
+
+    assert [rule.id for rule in rules] == ["7", "z", str(oldest)]
+    assert errors.keys() == {"a", "b,c", str(newer)}
+    assert "non-negative integer" in errors["a"]
+    assert "contains a comma" in errors["b,c"]
+    assert errors[str(newer)] == (
+        f"rule {newer}: the account has more than 3 rules (CRAWLER_MAX_RULES);"
+        " only the first by id are used"
+    )
+    assert usable_rules(reversed(documents), max_rules=3) == (rules, errors)  # any order in
+    assert usable_rules(documents, max_rules=100)[0][-1].id == str(newer)
+    assert usable_rules([], max_rules=1) == ([], {})
+
+
+def test_a_tester_over_many_rules_is_quick() -> None:
+    """100 rules (CRAWLER_MAX_RULES), each with tests of its own, over 10,000 parts: the
+    patterns are compiled once and `found_by` made a set once per call, well under a second."""
+    rules = [
+        Rule.from_document(
+            {"_id": f"{n:024x}", "user_uuid": "u1", "filename": f"*{n}*", "min_size": n}
+        )
+        for n in range(100)
+    ]
+    tester = RuleTester(rules)
+    found_by = [rule.id for rule in rules]  # a list: the tester makes it a set once per call
+    parts = [Part(filename=f"scan-{n}.pdf", size=n) for n in range(10_000)]
+    started = time.process_time()
+    kept = sum(
+        len(tester.rule_ids(part, found_by)) for part in parts if tester.may_want(part, found_by)
+    )
+    assert time.process_time() - started < 5.0
+    assert kept > 10_000

@@ -9,8 +9,8 @@ flight, `crawl_status` as the faults imply, one session per account under the co
 command inside a throttle backoff) and prints a table of what happened.
 
 Modules: `servers` (private redis-server processes, single or a 3-node cluster), `mail` (the
-messages delivered and their ground truth), `proxy` (a TCP relay in front of the fake Gmail:
-resets, stalls), `deployment` (stand-ins, accounts and processes), `injector` (one method per
-fault kind), `watcher` (what `crawl_status` went through), `logs` (the crawls the workers
-logged), `checks` (the invariants), `report` (the tables), `runner` (scenarios and the run).
+messages delivered and their ground truth), `standins.imapfront` (the hostile front of the fake
+Gmail: resets, stalls, drips, floods), `deployment` (stand-ins, accounts and processes), `injector`
+(one method per fault kind), `watcher` (what `crawl_status` went through), `logs` (the crawls the
+workers logged), `checks` (the invariants), `report` (the tables), `runner` (scenarios and the run).
 """

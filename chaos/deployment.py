@@ -1,9 +1,9 @@
 """One deployment under test: the stand-ins, the accounts, and the crawler's processes.
 
-The fake Gmail (behind the run's TCP relay, proxy.py), the fake token endpoint and the
-embedded MongoDB run in this process, so that the injector can reach into them; Redis is a
-`redis-server` of the run's own; `crawler worker` and `crawler monitor` are real processes, as
-a process manager runs them.
+The fake Gmail (behind the run's hostile front, standins/imapfront.py), the fake token endpoint and
+the embedded MongoDB run in this process, so that the injector can reach into them; Redis is a
+`redis-server` of the run's own; `crawler worker` and `crawler monitor` are real processes, as a
+process manager runs them.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from cryptography.fernet import Fernet
 from pymongo import MongoClient
 
 from chaos.mail import Truth, corpus
-from chaos.proxy import ImapProxy
 from chaos.servers import free_port
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
@@ -33,6 +32,7 @@ from standins import tokens
 from standins.embedded_mongo import EmbeddedMongo
 from standins.fakegmail import Account, FakeGmail
 from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from standins.imapfront import ImapProxy
 from workers.connections import redis_client
 
 DATABASE = "chaos"
@@ -45,6 +45,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 SETTINGS: Mapping[str, str] = {
     "CRAWLER_STREAM_SIZE": "65536",
     "CRAWLER_IMAP_TIMEOUT": "2",
+    # A command may take 2 s plus its budget at 1 MiB/s: 6 s for the default 4 MiB.
+    "CRAWLER_IMAP_MIN_RATE": "1048576",
     "CRAWLER_LEASE_TTL": "4",
     "CRAWLER_HEARTBEAT_TTL": "3",
     "CRAWLER_MONITOR_INTERVAL": "1",

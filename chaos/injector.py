@@ -1,12 +1,12 @@
 """The faults a run injects, one method per kind, each choosing its target with the run's rng.
 
-Gmail's failures are the fake Gmail's programmable faults (standins/fakegmail/faults.py),
-each armed once on an account that is given new mail at the same moment, so that the crawl the
-fault waits for comes soon. TCP resets and slow responses (held past the crawler's socket
-timeout) come from the relay in front of the fake (proxy.py). Tokens expire by swapping in an
-access token that Gmail refuses while the database still calls it valid; the token endpoint
-fails with 5xx. Workers are killed (SIGKILL) or stopped (SIGTERM) and replaced, as a process
-manager would; Redis and the embedded MongoDB are restarted with their data.
+Gmail's failures are the fake Gmail's programmable faults (standins/fakegmail/faults.py), each armed
+once on an account that is given new mail at the same moment, so that the crawl the fault waits for
+comes soon. TCP resets, slow responses (held past the crawler's socket timeout), dripping answers
+and floods come from the hostile front in front of the fake (standins/imapfront.py). Tokens expire
+by swapping in an access token that Gmail refuses while the database still calls it valid; the token
+endpoint fails with 5xx. Workers are killed (SIGKILL) or stopped (SIGTERM) and replaced, as a
+process manager would; Redis and the embedded MongoDB are restarted with their data.
 """
 
 from __future__ import annotations
@@ -21,15 +21,18 @@ from dataclasses import dataclass, field
 
 from chaos.deployment import ChaosAccount, Deployment, Proc
 from chaos.mail import corpus, fresh_message
-from chaos.proxy import Stall
 from chaos.servers import RedisServer
 from standins import tokens
 from standins.fakegmail import Fault, FaultKind
 from standins.fakeoauth import FakeTokenEndpoint
+from standins.imapfront import Stall
 
 SLOW_DELAY = 3.2  # seconds an answer is held: past the crawler's socket timeout (2 s)
 SLOW_WINDOW = 0.3  # seconds, from the first answer held, during which answers are held
 SLOW_WAIT = 8.0  # seconds a stall waits for the account's next answer
+DRIP_INTERVAL = 0.02  # seconds between two bytes of a dripping server's answers
+DRIP_WINDOW = 8.0  # seconds an account's answers drip
+FLOOD_SIZE = 2**28  # bytes of a flood, made as it is sent: the crawler hangs up long before
 STORE_DOWN = 1.0  # seconds Redis or MongoDB stays down in a restart
 BUSY_WAIT = 5.0  # seconds to wait for a worker that holds a crawl, to kill that one
 REPLACE_AFTER = 0.5  # seconds before a killed worker's replacement starts
@@ -45,6 +48,8 @@ class Kind(enum.StrEnum):
     RESET = "connection reset"
     TRUNCATED = "truncated literal"
     SLOW = "slow response"
+    DRIP = "dripping server"
+    FLOOD = "flooding server"
     TOKEN_EXPIRED = "token expired"  # noqa: S105  # a fault's name, not a secret
     TOKEN_5XX = "token endpoint 5xx"  # noqa: S105  # a fault's name, not a secret
     SIGKILL = "worker SIGKILL"
@@ -110,6 +115,8 @@ class Injector:
             Kind.RESET: self._reset,
             Kind.TRUNCATED: self._truncated,
             Kind.SLOW: self._slow,
+            Kind.DRIP: self._drip,
+            Kind.FLOOD: self._flood,
             Kind.TOKEN_EXPIRED: self._token_expired,
             Kind.TOKEN_5XX: self._token_5xx,
             Kind.SIGKILL: lambda: self._stop_worker(signal.SIGKILL),
@@ -178,6 +185,26 @@ class Injector:
         thread.start()
         self._threads.append(thread)
         return account.user_uuid, stall.met.is_set
+
+    def _drip(self) -> Outcome:
+        # A byte every 20 ms, far within the socket timeout: only the command's deadline
+        # (CRAWLER_IMAP_MIN_RATE) ends the crawl, and its lease must hold meanwhile.
+        account = self._account()
+        self._deliver(account)
+        proxy = self.deployment.network()
+        drip = proxy.drip(account.email, DRIP_INTERVAL)
+        ending = threading.Timer(DRIP_WINDOW, proxy.undrip, args=(account.email,))
+        ending.start()
+        self._threads.append(ending)
+        return account.user_uuid, drip.met.is_set
+
+    def _flood(self) -> Outcome:
+        # Lines or literals nobody asked for, before the account's next answer.
+        account = self._account()
+        self._deliver(account)
+        kind = self.rng.choice(["lines", "literals"])
+        flood = self.deployment.network().flood(account.email, kind, FLOOD_SIZE)
+        return account.user_uuid, flood.done.is_set
 
     def _end_stall(self, email: str, stall: Stall) -> None:
         # Only answers that leave within the window are held: the LOGOUT that follows a

@@ -38,6 +38,8 @@ WEIGHTS = {
     Kind.RESET: 2.0,
     Kind.TRUNCATED: 2.0,
     Kind.SLOW: 1.5,
+    Kind.DRIP: 1.0,
+    Kind.FLOOD: 1.0,
     Kind.TOKEN_EXPIRED: 1.5,
     Kind.TOKEN_5XX: 1.5,
     Kind.SIGKILL: 1.0,

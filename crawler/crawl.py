@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ from crawler.store import Store
 from crawler.uidqueue import UidQueue
 
 MAX_FAILED_UIDS = 1000
+MIME_HEADER_BYTES = 2**14  # what one part's MIME header may carry
 # Crawls in a row that can read no answer for the same UIDs before the messages, not the
 # server, are blamed: a server's fault is retried, but one message must not stop the account.
 SUSPECT_CRAWLS = 3
@@ -130,14 +131,17 @@ class ImapCrawler:
 
     def _connect(self) -> ImapSession:
         host, port, tls = self._server()
-        return ImapSession(
+        session = ImapSession(
             host,
             port,
             tls=tls,
             timeout=self.settings.imap_timeout,
             max_literal=max(self.settings.download_budget, self.settings.stream_size) + 2**16,
             ca_file=str(self.settings.imap_ca_file) if self.settings.imap_ca_file else None,
+            min_rate=self.settings.imap_min_rate,
         )
+        session.tap.on_read = self._keep_lease  # a slow answer keeps the lease too
+        return session
 
     def _server(self) -> tuple[str, int, bool]:
         imap = self.account.get("imap")
@@ -192,20 +196,35 @@ class ImapCrawler:
         )
 
     def _search(self, session: ImapSession, mailbox: Mailbox) -> None:
+        """One search per distinct query. The rules of a query make up to two groups: those new
+        to the account look from UID 0, the others above the cursor; each UID is queued with the
+        indices of the groups that found it, never with their rule ids, so what a UID costs does
+        not grow with the rules."""
         cursor = int(self.status.get("last_uid") or 0)
         seen = set(self.status.get("rules_seen") or ())
         top = mailbox.uidnext - 1 if mailbox.uidnext else None
-        hits: dict[int, list[str]] = defaultdict(list)
-        for query, group in self._queries().items():
-            starts = {rule.id: cursor if rule.id in seen else 0 for rule in group}
-            start = min(starts.values())
+        groups: list[frozenset[str]] = []
+        found_by: dict[int, list[int]] = defaultdict(list)
+        for query, rules in self._queries().items():
+            ids = frozenset(rule.id for rule in rules)
+            # (a group, the UID above which it looks): the new rules, then the others
+            windows = ((ids - seen, 0), (ids & seen, cursor))
+            start = min(after for group, after in windows if group)
             if top is not None and start >= top:
                 continue  # UIDNEXT says nothing new for these rules
+            indexed = []  # (a group's index in `groups`, the UID above which it looks)
+            for group, after in windows:
+                if group:
+                    indexed.append((len(groups), after))
+                    groups.append(group)
             for uid in session.search(query, start):
-                hits[uid] += [rule_id for rule_id, after in starts.items() if uid > after]
-        if hits:
-            self.queue.push(sorted(hits), rule_ids=hits)
-        pending = {"pending_uid": top or max(hits, default=cursor), "pending_rules": self._ids()}
+                found_by[uid] += [index for index, after in indexed if uid > after]
+        if found_by:
+            self.queue.push(sorted(found_by), found_by=found_by, groups=groups)
+        pending = {
+            "pending_uid": top or max(found_by, default=cursor),
+            "pending_rules": self._ids(),
+        }
         self.status.update(pending)
         self.store.statuses.recorded(self.user_uuid, **pending)
         if session.throttled:
@@ -257,6 +276,7 @@ class ImapCrawler:
             self.settings.download_budget,
             self.settings.stream_size,
             self._recheck,
+            max_size=self.settings.max_attachment_size,
             progress=self._keep_lease,
             failed=self._failed,
             server_at_fault=self._server_at_fault,
@@ -293,17 +313,18 @@ class ImapCrawler:
         self.store.statuses.progressed(self.user_uuid, self.clock(), done)
 
     def _process(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
-        found_by = self.queue.rule_ids(batch)
+        found_by = self.queue.rule_ids(batch)  # UIDs found by the same rules share one set
+        nothing: frozenset[str] = frozenset()
         metas = self._metadata(session, batch)
         candidates = {
-            uid: self._candidates(meta, found_by.get(uid, [])) for uid, meta in metas.items()
+            uid: self._candidates(meta, found_by.get(uid, nothing)) for uid, meta in metas.items()
         }
         named = self._named(session, candidates)
         wanted = [
             Wanted(uid, part, tuple(rule_ids))
             for uid in batch
             for part in named.get(uid, [])
-            if (rule_ids := self.tester.rule_ids(part, found_by.get(uid, [])))
+            if (rule_ids := self.tester.rule_ids(part, found_by.get(uid, nothing)))
         ]
         self.result.messages += len(metas)
         # Only the messages that have wanted parts: without X-GM-RAW most of a batch has none.
@@ -321,7 +342,12 @@ class ImapCrawler:
             else:
                 fresh.append(item)
         for fetched in downloader.download(self._within_cap(metas, fresh)):
-            self._save(metas[fetched.wanted.uid], fetched)
+            meta = metas[fetched.wanted.uid]
+            if fetched.skipped:
+                arrived = replace(fetched.wanted.part, decoded_size=fetched.size)
+                self._save_skipped(meta, replace(fetched.wanted, part=arrived), fetched.skipped)
+            else:
+                self._save(meta, fetched)
 
     def _metadata(self, session: ImapSession, batch: list[int]) -> dict[int, MessageMeta]:
         """The batch's metadata in one UID FETCH; one UID at a time if need be."""
@@ -339,7 +365,7 @@ class ImapCrawler:
             )
         )
 
-    def _candidates(self, meta: MessageMeta, found_by: Sequence[str]) -> list[AttachmentPart]:
+    def _candidates(self, meta: MessageMeta, found_by: Collection[str]) -> list[AttachmentPart]:
         """The message's attachment parts that a rule which found it keeps under some name."""
         structure = attachment_parts(meta.bodystructure)
         for unreadable in structure.unreadable:
@@ -375,7 +401,8 @@ class ImapCrawler:
     ) -> dict[int, dict[bytes, Any]]:
         """The MIME headers of `sections` of each message; none when the answer cannot be read."""
         try:
-            return session.fetch(uids, [f"BODY.PEEK[{section}.MIME]" for section in sections])
+            items = [f"BODY.PEEK[{section}.MIME]" for section in sections]
+            return session.fetch(uids, items, expected=MIME_HEADER_BYTES * len(items) * len(uids))
         except ProtocolError:
             if session.broken:
                 raise

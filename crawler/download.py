@@ -47,6 +47,7 @@ class Fetched:
     sha256: str
     size: int
     warnings: tuple[str, ...] = ()  # what the transfer encoding's decoder did not understand
+    skipped: str | None = None  # why it was not stored (then `blob` and `sha256` are empty)
 
 
 class _Unserved(Exception):
@@ -114,6 +115,7 @@ class Downloader:
         stream_size: int,
         recheck: Recheck,
         *,
+        max_size: int,
         progress: Callable[[], None] = lambda: None,
         failed: Failed,
         server_at_fault: ServerAtFault,
@@ -123,6 +125,7 @@ class Downloader:
         self.budget = budget
         self.stream_size = stream_size
         self.recheck = recheck
+        self.max_size = max_size
         self.progress = progress
         self.failed = failed
         self.server_at_fault = server_at_fault
@@ -179,7 +182,10 @@ class Downloader:
         by_key: dict[tuple[int, str], Wanted],
         storer: _Storer,
     ) -> Iterator[Fetched]:
-        response = self.session.fetch(uids, [f"BODY.PEEK[{part}]" for part in parts])
+        # Gmail serves the sizes BODYSTRUCTURE gives; far more is not those parts.
+        claimed = sum(by_key[(uid, part)].part.encoded_size for uid in uids for part in parts)
+        items = [f"BODY.PEEK[{part}]" for part in parts]
+        response = self.session.fetch(uids, items, expected=2 * claimed)
         self.progress()
         bodies: list[tuple[Wanted, bytes]] = []
         unserved = []
@@ -201,7 +207,7 @@ class Downloader:
     def _whole(self, bodies: list[tuple[Wanted, bytes]]) -> list[Fetched]:
         stored = []
         for item, body in bodies:
-            blob = _Blob(self.blobs, item, self.recheck)
+            blob = _Blob(self.blobs, item, self.recheck, self.max_size)
             blob.feed(body)
             stored += blob.finish()
         return stored
@@ -218,13 +224,15 @@ class Downloader:
         What the storer holds is passed on first: once pieces stream, a failed command would
         take it down with the part."""
         yield from storer.wait()
-        blob = _Blob(self.blobs, item, self.recheck)
+        blob = _Blob(self.blobs, item, self.recheck, self.max_size)
         stream = _Stream(storer, blob, self.progress)
         section = f"BODY[{item.part.part}]"
         # Gmail serves the size that BODYSTRUCTURE gives; far more is not that part.
         sink = LiteralSink(section.encode(), 2 * item.part.encoded_size + 2**16, stream.write)
         try:
-            data = self.session.fetch([item.uid], [f"BODY.PEEK[{item.part.part}]"], sink=sink)
+            data = self.session.fetch(
+                [item.uid], [f"BODY.PEEK[{item.part.part}]"], expected=sink.limit, sink=sink
+            )
             self.progress()
             if stream.error is not None:
                 raise stream.error
@@ -265,30 +273,46 @@ class _Stream:
 
 
 class _Blob:
-    """One wanted part on its way into the blob store, decoded and hashed chunk by chunk."""
+    """One wanted part on its way into the blob store, decoded and hashed chunk by chunk.
 
-    def __init__(self, blobs: BlobStore, item: Wanted, recheck: Recheck) -> None:
+    The size cap holds for what arrives, whatever BODYSTRUCTURE claimed: past it, the rest of
+    the part is read and dropped, and the part is reported skipped."""
+
+    def __init__(self, blobs: BlobStore, item: Wanted, recheck: Recheck, max_size: int) -> None:
         self.blobs = blobs
         self.item = item
         self.recheck = recheck
+        self.max_size = max_size
         self.decoder = PartDecoder(item.part.encoding)
         self.writer = blobs.writer()
+        self.size = 0  # decoded bytes that arrived
 
     def feed(self, chunk: bytes) -> list[Fetched]:
         """Decode and write `chunk`, a slice at a time (decoding copies what it is given);
         nothing is stored yet."""
         try:
             for start in range(0, len(chunk), DECODE_SLICE):
-                self.writer.write(self.decoder.feed(chunk[start : start + DECODE_SLICE]))
+                self._write(self.decoder.feed(chunk[start : start + DECODE_SLICE]))
         except BaseException:
             self.discard()
             raise
         return []
 
+    def _write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_size:
+            self.discard()  # nothing of an oversized part is kept
+        else:
+            self.writer.write(data)
+
     def finish(self) -> list[Fetched]:
-        """Store the part, unless no rule keeps it at its decoded size."""
+        """Store the part, unless it arrived over the size cap or no rule keeps it at its
+        decoded size."""
         try:
-            self.writer.write(self.decoder.finish())
+            self._write(self.decoder.finish())
+            if self.size > self.max_size:
+                reason = "larger than CRAWLER_MAX_ATTACHMENT_SIZE when it arrived"
+                return [Fetched(self.item, "", "", self.size, skipped=reason)]
             rule_ids = self.recheck(self.item, self.writer.size)
             if not rule_ids:
                 return []

@@ -13,9 +13,8 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Any
 
 import redis
@@ -43,7 +42,7 @@ from crawler.lease import Lease, LeaseLost
 from crawler.oauth import TokenCipher, TokenSource
 from crawler.redis_url import redis_from_url
 from crawler.retry import GroundhogDay, RetryDetails
-from crawler.rules import Rule, RuleTester
+from crawler.rules import Rule, RuleTester, usable_rules
 from crawler.scrub import scrub_text
 from crawler.store import Store, in_shard
 from crawler.store.status import Document, LastError, State
@@ -121,19 +120,32 @@ class CrawlIterator:
         return self._blobs
 
     def iterate(self, concurrency: int = 1) -> PassResult:
-        """One pass: crawl every due account of this shard once, `concurrency` at a time."""
+        """One pass: crawl every due account of this shard once, `concurrency` at a time.
+
+        A crawl that ends makes room for the next due account at once: a slow account never
+        holds up the others. A stop request lets the crawls running end, and starts no more.
+        """
         now = self.clock()
         self.store.discover_accounts(now)
         if self.store.resync_due(now, self.settings.resync_interval):
             self.store.resync_accounts(now)
         result = PassResult()
-        due = self.due(now)
         with ThreadPoolExecutor(concurrency, thread_name_prefix="crawl") as pool:
-            # A few rounds of work at a time: a stop request is seen between them.
-            while not self.should_stop() and (chunk := list(islice(due, 4 * concurrency))):
-                for status, state in zip(chunk, pool.map(self.crawl_account, chunk), strict=True):
-                    result.outcomes[status["user_uuid"]] = state
+            running: dict[Future[str], str] = {}
+            for status in self.due(now):
+                if len(running) >= concurrency:
+                    self._collect(running, result, FIRST_COMPLETED)
+                if self.should_stop():
+                    break
+                running[pool.submit(self.crawl_account, status)] = str(status["user_uuid"])
+            self._collect(running, result, ALL_COMPLETED)
         return result
+
+    @staticmethod
+    def _collect(running: dict[Future[str], str], result: PassResult, until: str) -> None:
+        done, _ = wait(running, return_when=until)
+        for future in done:
+            result.outcomes[running.pop(future)] = future.result()
 
     def due(self, now: float) -> Iterator[Document]:
         """The due statuses of this shard."""
@@ -244,12 +256,7 @@ class CrawlIterator:
     def _rules(self, user_uuid: str) -> list[Rule]:
         """The account's usable rules ([] when all are disabled); BadRule when it has enabled
         rules but none can be used."""
-        rules, errors = [], {}
-        for document in self.store.enabled_rules(user_uuid):
-            try:
-                rules.append(Rule.from_document(document))
-            except BadRule as error:
-                errors[str(document.get("_id"))] = str(error)
+        rules, errors = usable_rules(self.store.enabled_rules(user_uuid), self.settings.max_rules)
         self.store.statuses.rule_errors(user_uuid, errors, merge=False)
         if errors and not rules:
             raise BadRule(f"the account has no usable rule: {errors}")

@@ -1,7 +1,10 @@
-"""A TCP relay between the crawlers and the fake Gmail, for the faults of the network itself.
+"""A hostile front for an IMAP server: a TCP relay that misbehaves for one account's sessions.
 
 It stalls the answers to one account's sessions past the crawler's socket timeout (a slow
-response), and resets one account's session with a real TCP RST (SO_LINGER 0). Stalling here,
+response), resets one account's session with a real TCP RST (SO_LINGER 0), drips its answers a
+byte at a time (each byte within the socket timeout, the whole far past any sane time), and
+floods it with what nobody asked for (`* OK` lines, FETCH literals for other UIDs) before the
+next answer, generated as it is sent, never held. Stalling here,
 not in the fake, keeps the fake's ledger true: when a crawler gives up and closes its socket,
 the relay closes its side to the fake at once, so the fake ends the session then, instead of
 after sleeping through the delay. A session's account is read from its XOAUTH2 initial response.
@@ -17,11 +20,16 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
 
 START_TIMEOUT = 10.0
 CHUNK = 65536
+FLOOD_LITERAL = 2**20
 _XOAUTH2_USER = re.compile(rb"user=([^\x01]+)\x01")
 _BASE64_LINE = re.compile(rb"^[A-Za-z0-9+/=]{16,}\r?$")
 
@@ -54,6 +62,38 @@ class Reset:
 
 
 @dataclass
+class Drip:
+    """Send the answers to an account's sessions one byte every `interval` seconds."""
+
+    interval: float
+    met: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class Flood:
+    """Before the account's next answer, send `size` bytes of untagged responses nobody asked
+    for: `* OK` lines (`kind="lines"`) or FETCH literals of 1 MiB for another UID
+    (`kind="literals"`)."""
+
+    kind: str
+    size: int
+    sent: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def pieces(self) -> Iterator[bytes]:
+        """The flood, a piece at a time."""
+        if self.kind == "lines":
+            line = b"* OK " + b"x" * 1000 + b"\r\n"
+            chunk = line * 64
+        else:
+            body = b"A" * FLOOD_LITERAL
+            chunk = b"* 1 FETCH (UID 999999 BODY[1] {%d}\r\n%s)\r\n" % (len(body), body)
+        while self.sent < self.size:
+            self.sent += len(chunk)
+            yield chunk
+
+
+@dataclass
 class _Link:
     """One relayed connection."""
 
@@ -71,6 +111,8 @@ class ImapProxy:
         self.upstream_port = upstream_port
         self.stalls: dict[str, Stall] = {}
         self.resets: dict[str, Reset] = {}
+        self.drips: dict[str, Drip] = {}
+        self.floods: dict[str, Flood] = {}
         self.errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._port: int | None = None
@@ -118,6 +160,23 @@ class ImapProxy:
         with self._lock:
             self.resets[email.lower()] = reset = Reset(after)
         return reset
+
+    def drip(self, email: str, interval: float) -> Drip:
+        """Drip the answers to `email`'s sessions (see `Drip`); returns it."""
+        with self._lock:
+            self.drips[email.lower()] = drip = Drip(interval)
+        return drip
+
+    def undrip(self, email: str) -> None:
+        """Stop dripping `email`'s answers."""
+        with self._lock:
+            self.drips.pop(email.lower(), None)
+
+    def flood(self, email: str, kind: str, size: int) -> Flood:
+        """Flood `email`'s next answer (see `Flood`); returns it."""
+        with self._lock:
+            self.floods[email.lower()] = flood = Flood(kind, size)
+        return flood
 
     def _run(self, ready: threading.Event) -> None:
         try:
@@ -175,14 +234,42 @@ class ImapProxy:
             if reset is not None and link.answers > reset.after:
                 self._reset(link, reset)
                 return
+            await self._flood(link)
+            await self._send(link, data)
+
+    async def _send(self, link: _Link, data: bytes) -> None:
+        drip = self._fault(self.drips, link)
+        if drip is None:
             link.client.write(data)
             await link.client.drain()
+            return
+        drip.met.set()
+        for index in range(len(data)):
+            link.client.write(data[index : index + 1])
+            await link.client.drain()
+            await asyncio.sleep(drip.interval)
+
+    async def _flood(self, link: _Link) -> None:
+        flood = self._fault(self.floods, link)
+        if flood is None:
+            return
+        with self._lock:
+            self.floods.pop(link.user or "", None)
+        try:
+            for piece in flood.pieces():
+                link.client.write(piece)
+                await link.client.drain()
+        finally:
+            flood.done.set()
+
+    def _fault(self, faults: dict[str, T], link: _Link) -> T | None:
+        if link.user is None:
+            return None
+        with self._lock:
+            return faults.get(link.user)
 
     def _faults(self, link: _Link) -> tuple[Stall | None, Reset | None]:
-        if link.user is None:
-            return None, None
-        with self._lock:
-            return self.stalls.get(link.user), self.resets.get(link.user)
+        return self._fault(self.stalls, link), self._fault(self.resets, link)
 
     def _reset(self, link: _Link, reset: Reset) -> None:
         with self._lock:

@@ -28,7 +28,7 @@ from crawler.errors import (
     ProtocolError,
     Transient,
 )
-from crawler.gmail.wire import LiteralSink, TappedIMAPClient, WireTap
+from crawler.gmail.wire import DEFAULT_BUDGET, LiteralSink, TappedIMAPClient, WireTap
 
 T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -36,6 +36,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ATOM = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
 METADATA_ITEMS = ("ENVELOPE", "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE")
 GMAIL_ITEMS = ("X-GM-MSGID", "X-GM-THRID", "X-GM-LABELS")
+# What an answer may carry, beyond DEFAULT_BUDGET: a UID in a SEARCH answer (10 digits and a
+# space, with room to spare); one message's metadata (its BODYSTRUCTURE, envelope, labels); the
+# FETCH line around a message's requested sections.
+SEARCH_BYTES_PER_MESSAGE = 16
+METADATA_BYTES_PER_MESSAGE = 2**18
+ANSWER_BYTES_PER_MESSAGE = 2**12
 
 
 @dataclass(frozen=True)
@@ -74,11 +80,15 @@ class ImapSession:
         timeout: float,
         max_literal: int,
         ca_file: str | None = None,
+        min_rate: int = 2**14,
     ) -> None:
-        self.tap = WireTap(max_literal=max_literal)
+        self.tap = WireTap(max_literal=max_literal, timeout=timeout, min_rate=min_rate)
+        self.exists = 0  # messages in the folder EXAMINE opened: what a search may name
         self.broken = False  # set once the connection is out of step: no command goes on it
-        # Certificates are always verified; `ca_file` only adds authorities to trust.
-        context = ssl.create_default_context(cafile=ca_file) if tls else None
+        # Certificates are always verified; `ca_file` adds authorities to the system's.
+        context = ssl.create_default_context() if tls else None
+        if context is not None and ca_file:
+            context.load_verify_locations(cafile=ca_file)
         self.client: TappedIMAPClient = self._call(
             "connect", lambda: TappedIMAPClient(self.tap, host, port, context, timeout)
         )
@@ -135,7 +145,7 @@ class ImapSession:
         """EXAMINE (read-only) `folder`."""
         data = self._call("examine", lambda: self.client.select_folder(folder, readonly=True))
         try:
-            return Mailbox(
+            mailbox = Mailbox(
                 name=folder,
                 uidvalidity=int(data[b"UIDVALIDITY"]),
                 uidnext=int(data.get(b"UIDNEXT", 0)),
@@ -143,6 +153,8 @@ class ImapSession:
             )
         except (KeyError, TypeError, ValueError) as error:
             raise ProtocolError(f"EXAMINE {folder!r} lacks {error}") from None
+        self.exists = max(mailbox.exists, 0)
+        return mailbox
 
     # -- search and fetch ---------------------------------------------------------------
 
@@ -154,7 +166,9 @@ class ImapSession:
                 raise BadRule("query contains a control character")
             criteria += ["X-GM-RAW", _astring(gmail_query)]
         found = self._call(
-            "search", lambda: self.client.search(criteria, charset="UTF-8" if gmail_query else None)
+            "search",
+            lambda: self.client.search(criteria, charset="UTF-8" if gmail_query else None),
+            budget=SEARCH_BYTES_PER_MESSAGE * self.exists + DEFAULT_BUDGET,
         )
         # `n:*` always includes the highest UID, even when it is below n.
         return sorted(uid for uid in found if uid > above_uid)
@@ -163,25 +177,40 @@ class ImapSession:
         """Which of `uids` the folder still holds (one UID SEARCH)."""
         wanted = set(uids)
         criteria = ["UID", ",".join(map(str, sorted(wanted)))]
-        return set(self._call("search", lambda: self.client.search(criteria))) & wanted
+        budget = SEARCH_BYTES_PER_MESSAGE * len(wanted) + DEFAULT_BUDGET
+        return (
+            set(self._call("search", lambda: self.client.search(criteria), budget=budget)) & wanted
+        )
 
     def metadata(self, uids: Sequence[int], *, gmail: bool) -> dict[int, MessageMeta]:
         """Metadata of `uids` in one UID FETCH."""
         items = [*METADATA_ITEMS, *(GMAIL_ITEMS if gmail else ())]
-        response = self._call("fetch", lambda: self.client.fetch(list(uids), items))
+        budget = METADATA_BYTES_PER_MESSAGE * len(uids) + DEFAULT_BUDGET
+        response = self._call("fetch", lambda: self.client.fetch(list(uids), items), budget=budget)
         try:
             return {uid: _meta(uid, data) for uid, data in response.items() if uid in set(uids)}
         except (KeyError, TypeError, ValueError) as error:
             raise ProtocolError(f"FETCH answer lacks {error}") from None
 
     def fetch(
-        self, uids: Sequence[int], items: Sequence[str], *, sink: LiteralSink | None = None
+        self,
+        uids: Sequence[int],
+        items: Sequence[str],
+        *,
+        expected: int,
+        sink: LiteralSink | None = None,
     ) -> dict[int, dict[bytes, Any]]:
-        """A raw UID FETCH of `items` (BODY.PEEK sections) for `uids`; the literal that `sink`
-        marks goes to it as it arrives, and its item's value is then empty."""
+        """A raw UID FETCH of `items` (BODY.PEEK sections) for `uids`, whose answer may carry
+        `expected` bytes of data (and the lines around it); the literal that `sink` marks goes
+        to it as it arrives, and its item's value is then empty."""
         self.tap.sink = sink
+        budget = expected + ANSWER_BYTES_PER_MESSAGE * len(uids) + DEFAULT_BUDGET
         try:
-            return dict(self._call("fetch", lambda: self.client.fetch(list(uids), list(items))))
+            return dict(
+                self._call(
+                    "fetch", lambda: self.client.fetch(list(uids), list(items)), budget=budget
+                )
+            )
         finally:
             self.tap.sink = None
 
@@ -196,13 +225,15 @@ class ImapSession:
 
     # -- error translation --------------------------------------------------------------
 
-    def _call(self, operation: str, action: Callable[[], T]) -> T:
+    def _call(self, operation: str, action: Callable[[], T], *, budget: int = 0) -> T:
         if self.broken:
             raise Transient(f"{operation}: the connection is out of step after an earlier error")
         self.tap.reset_signal()
+        self.tap.expect(budget or DEFAULT_BUDGET)
         try:
             return action()
         except CrawlerError:
+            self.broken = self.broken or self.tap.out_of_step  # e.g. the lease lost mid-answer
             raise
         except ssl.SSLCertVerificationError as error:  # retrying cannot make it trusted
             raise self._error(ProtocolError, operation, error) from None
@@ -216,6 +247,8 @@ class ImapSession:
             raise self._error(Transient, operation, error) from None
         except (ValueError, RecursionError, IndexError) as error:  # IMAPClient's parser gave up
             raise self._error(ProtocolError, operation, error) from None
+        finally:
+            self.tap.end_command()
 
     def _error(self, default: type[CrawlerError], operation: str, error: Exception) -> CrawlerError:
         kind = self.tap.signal or default

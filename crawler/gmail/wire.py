@@ -15,7 +15,10 @@ every one of these paths.
 from __future__ import annotations
 
 import imaplib
+import io
+import socket
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,11 +44,27 @@ class LiteralSink:
     size: int | None = None  # as announced, once the literal came
 
 
+DEFAULT_BUDGET = 2**22  # bytes an answer may carry unless its command expects more (LIST ...)
+
+
 @dataclass
 class WireTap:
-    """What one session has seen on the wire."""
+    """What one session has seen on the wire, and the bounds of the command under way.
+
+    Each command may take `timeout` plus the bytes it may carry (`budget`) at `min_rate`
+    bytes/s, and bring those bytes and no more: a server that drips, floods or lies about
+    sizes costs one crawl, in bounded time and memory. `on_read` is called before each read
+    from the socket (the crawl renews its lease there, while an answer streams).
+    """
 
     max_literal: int
+    timeout: float = 60.0
+    min_rate: int = 2**14
+    on_read: Callable[[], None] = lambda: None
+    budget: int = DEFAULT_BUDGET
+    command_bytes: int = 0
+    deadline: float = field(default_factory=lambda: float("inf"))
+    out_of_step: bool = False  # a read was cut off mid-answer: the connection is unusable
     sink: LiteralSink | None = None
     commands: int = 0
     bytes_in: int = 0
@@ -55,14 +74,33 @@ class WireTap:
     signal_line: str = ""
     truncated: bool = field(default=False)
 
+    def expect(self, budget: int) -> None:
+        """The next command's answer may carry `budget` bytes (DEFAULT_BUDGET after it)."""
+        self.budget = budget
+
+    def start_command(self) -> None:
+        """A command goes out: its bytes and its deadline start now."""
+        self.command_bytes = 0
+        self.deadline = time.monotonic() + self.timeout + self.budget / self.min_rate
+
+    def end_command(self) -> None:
+        """The command is done: the next one expects the default."""
+        self.budget = DEFAULT_BUDGET
+
+    def allows(self, size: int) -> bool:
+        """Whether `size` more bytes fit the command's budget."""
+        return self.command_bytes + size <= self.budget
+
     def line(self, raw: bytes) -> None:
         """A line read from the server (with its CRLF)."""
         self.bytes_in += len(raw)
+        self.command_bytes += len(raw)
         self._classify(raw.rstrip(b"\r\n"))
 
     def literal(self, data: bytes, expected: int) -> None:
         """A literal read; short when the connection closed inside it."""
         self.bytes_in += len(data)
+        self.command_bytes += len(data)
         if len(data) < expected:
             self.truncated = True
             # What the server wrote before closing (e.g. `* BYE [OVERQUOTA]`) ended up here.
@@ -78,6 +116,12 @@ class WireTap:
         """Forget the last error signal (before a new operation)."""
         self.signal, self.signal_line, self.truncated = None, "", False
 
+    def over(self, what: str) -> imaplib.IMAP4.abort:
+        """Refuse an answer past its budget: the connection is out of step, so it is dropped."""
+        reason = f"{what}: over the {self.budget} bytes its command may bring"
+        self.refuse(reason)
+        return imaplib.IMAP4.abort(reason)
+
     def _classify(self, line: bytes) -> None:
         error = classify(line)
         if error is Throttled:
@@ -92,12 +136,21 @@ class _Tapped:
 
     def __init__(self, tap: WireTap, *args: Any) -> None:
         self.tap = tap  # before imaplib's __init__, which reads the greeting
+        tap.start_command()  # the greeting is bounded like an answer
         super().__init__(*args)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        """Connect; imaplib then reads the socket through a `_BoundedReader`."""
+        super().open(*args, **kwargs)  # type: ignore[misc]  # imaplib is untyped here
+        self.file = io.BufferedReader(_BoundedReader(self.sock, self.tap))
 
     def _new_tag(self) -> bytes:
         self.tap.commands += 1
+        self.tap.start_command()
         return super()._new_tag()  # type: ignore[misc, no-any-return]  # imaplib is untyped here
 
+    sock: socket.socket  # imaplib's, once open
+    file: Any
     _line = b""  # the last line read: a literal's size ends it
     _sunk = False  # the literal just read went to the sink
 
@@ -110,6 +163,8 @@ class _Tapped:
             self.tap.refuse(str(error))
             raise imaplib.IMAP4.abort(str(error)) from None  # the connection is out of step
         self.tap.line(line)
+        if not self.tap.allows(0):
+            raise self.tap.over("an answer's lines")
         self._line = line
         return line
 
@@ -123,6 +178,8 @@ class _Tapped:
             reason = f"a literal of {size} bytes is over the limit of {self.tap.max_literal}"
             self.tap.refuse(reason)  # the same answer would come again: no retry
             raise imaplib.IMAP4.abort(reason)  # the connection is out of step: drop it
+        if not self.tap.allows(size):
+            raise self.tap.over(f"a literal of {size} bytes")
         data: bytes = super().read(size)  # type: ignore[misc]  # imaplib is untyped here
         self.tap.literal(data, size)
         return data
@@ -132,6 +189,8 @@ class _Tapped:
             reason = f"a streamed literal of {size} bytes, over {sink.limit} or not the first"
             self.tap.refuse(reason)
             raise imaplib.IMAP4.abort(reason)
+        if not self.tap.allows(size):
+            raise self.tap.over(f"a streamed literal of {size} bytes")
         sink.size = left = size
         while left:
             want = min(left, LITERAL_PIECE)
@@ -152,6 +211,44 @@ class _Tapped:
     def send(self, data: bytes) -> None:
         self.tap.bytes_out += len(data)
         super().send(data)  # type: ignore[misc]  # imaplib is untyped here
+
+
+class _BoundedReader(io.RawIOBase):
+    """The socket as imaplib reads it: no read goes past the command's deadline, however
+    slowly the server drips (a socket timeout bounds only the wait for each piece)."""
+
+    def __init__(self, sock: socket.socket, tap: WireTap) -> None:
+        super().__init__()
+        self.sock = sock
+        self.tap = tap
+
+    def readable(self) -> bool:
+        """Yes: it is read."""
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        """Read what the socket has, within the command's time."""
+        try:
+            self.tap.on_read()
+            left = self.tap.deadline - time.monotonic()
+            if left <= 0:
+                raise self._late()
+            self.sock.settimeout(min(self.tap.timeout, left))
+            try:
+                return self.sock.recv_into(buffer)
+            except TimeoutError:
+                if time.monotonic() >= self.tap.deadline:
+                    raise self._late() from None
+                raise
+        except BaseException:
+            self.tap.out_of_step = True  # cut off mid-answer: nothing more on this connection
+            raise
+
+    def _late(self) -> TimeoutError:
+        return TimeoutError(
+            f"the answer took longer than its deadline ({self.tap.budget} bytes at "
+            f"{self.tap.min_rate} bytes/s, plus {self.tap.timeout:g} s)"
+        )
 
 
 class _TappedPlain(_Tapped, imap4.IMAP4WithTimeout):  # type: ignore[misc]  # untyped base

@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -229,6 +230,11 @@ def test_a_second_account_with_the_same_user_uuid_is_refused(admin: Admin) -> No
     ("line", "stdin", "says"),
     [
         ("accounts add x@example.com --user-uuid 'a b' --refresh-token-stdin", "t", "usable id"),
+        (
+            f"accounts add x@example.com --user-uuid {'a' * 129} --refresh-token-stdin",
+            "t",
+            "is 129 characters long (at most 128)",
+        ),
         ("accounts add not-an-address --user-uuid a --refresh-token-stdin", "t", "not a mailbox"),
         ("accounts add x@example.com --user-uuid a", "t", "needs --refresh-token-stdin"),
         (ADD_GMAIL.format(user="a"), "\n", "no refresh token on standard input"),
@@ -448,6 +454,7 @@ def test_rules_add_stores_a_validated_rule_and_prints_its_id(admin: Admin) -> No
         ("--user-uuid u1 --query 'subject:\"open'", "unbalanced double quote"),
         ("--user-uuid u1 --filename 'a\nb'", "control character"),
         ("--user-uuid 'a{b}'", "not a usable id"),
+        (f"--user-uuid {'a' * 129}", "is 129 characters long (at most 128)"),
     ],
 )
 def test_a_bad_rule_is_refused_in_one_line_naming_the_reason(
@@ -459,6 +466,21 @@ def test_a_bad_rule_is_refused_in_one_line_naming_the_reason(
     assert error_line(refused.stderr).startswith("error: bad rule: ")
     assert says in refused.stderr
     assert admin.db.rules.count_documents({}) == 0
+
+
+def test_rules_add_refuses_a_rule_past_crawler_max_rules(admin: Admin) -> None:
+    admin.db.rules.insert_many([{"user_uuid": "u1"}, {"user_uuid": "u1", "enabled": False}])
+    assert admin.run("rules add --user-uuid u2", CRAWLER_MAX_RULES="2").exit_code == 0
+
+    refused = admin.run("rules add --user-uuid u1 --disabled", CRAWLER_MAX_RULES="2")
+
+    assert refused.exit_code == 2
+    assert error_line(refused.stderr) == (
+        "error: u1 has 2 rules already, as many as CRAWLER_MAX_RULES (2) allows:"
+        " remove one (crawler rules remove) or raise CRAWLER_MAX_RULES"
+    )
+    assert admin.db.rules.count_documents({"user_uuid": "u1"}) == 2
+    assert admin.run("rules add --user-uuid u1", CRAWLER_MAX_RULES="3").exit_code == 0
 
 
 def test_rules_list_and_remove(admin: Admin) -> None:
@@ -699,6 +721,28 @@ def test_export_names_each_missing_blob_and_fails(admin: Admin, tmp_path: Path) 
     assert (tmp_path / "o" / "kept.txt").read_bytes() == b"content 0"
 
 
+def test_export_writes_owner_only_files_and_directories_whatever_the_umask(
+    admin: Admin, tmp_path: Path
+) -> None:
+    store_attachments(admin, ["a.pdf", "b.pdf"])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out").chmod(0o755)
+    target = tmp_path / "out" / "new" / "deeper"
+    permissive = os.umask(0o022)
+    try:
+        result = admin.run("attachments export --user-uuid u1 --json --to", str(target))
+    finally:
+        os.umask(permissive)
+
+    assert result.exit_code == 0, result.stderr
+    files = [Path(row["file"]) for row in json.loads(result.stdout)]
+    assert len(files) == 2
+    assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o600}
+    for made in (target, target.parent):
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700, made
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755  # not made: left alone
+
+
 def test_attachments_list_newest_first(admin: Admin) -> None:
     keys = store_attachments(admin, ["a.pdf", "b.pdf", "c [red].pdf"])
     store_attachments(admin, ["other.pdf"], user_uuid="u2")
@@ -759,12 +803,34 @@ def test_bad_configuration_is_one_line_in_a_real_process(
             "invalid configuration: CRAWLER_IMAP_PORT",
         ),
         (ADD_GMAIL.format(user="a"), {"CRAWLER_SECRET_KEY": "short"}, "not a valid Fernet key"),
+        (
+            "accounts list",
+            {"AIRBRAKE_HOST": "http://api.airbrake.io"},
+            "invalid configuration: AIRBRAKE_HOST: Value error, AIRBRAKE_HOST must be https://",
+        ),
     ],
 )
 def test_bad_settings_are_one_line(admin: Admin, line: str, env: dict[str, str], says: str) -> None:
     result = admin.run(line, stdin="token", **env)
 
     assert result.exit_code == 1 and says in error_line(result.stderr)
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o664], ids=lambda mode: f"{mode:04o}")
+def test_an_env_file_others_can_write_stops_a_real_process_in_one_line(
+    admin: Admin, mode: int
+) -> None:
+    env_file = admin.cwd / ".env"
+    env_file.write_text("CRAWLER_IMAP_HOST=imap.attacker.example\n")
+    env_file.chmod(mode)
+
+    done = admin.process("accounts list")
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    line = error_line(done.stderr)
+    assert f"invalid configuration: .env: {env_file} is writable by group or others" in line
+    env_file.chmod(0o600)
+    assert admin.process("accounts list").returncode == 0  # the same file, private, is read
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from crawler.blobs import BlobWriter, FileBlobStore
+from crawler.keys import Keys
 from standins.fakegmail import Fault, FaultKind, Ledger
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
@@ -350,6 +351,70 @@ def test_a_new_rule_searches_the_whole_mailbox(world: World) -> None:
     world.iterate()
 
     assert {doc["filename"] for doc in world.stored("u1").values()} == {"old.pdf", "old.csv"}
+
+
+def test_a_new_rule_is_added_to_what_an_old_rule_with_its_query_kept(world: World) -> None:
+    """Rules that share a query search once: the new one from UID 0, the old one above the
+    cursor. An attachment kept before gains the new rule's id; a new one has both."""
+    world.add_account(EMAIL, "u1")
+    old = str(world.db.rules.find_one({"user_uuid": "u1"})["_id"])
+    account = world.gmail.account(EMAIL)
+    account.add_message(build_message("old", attachments={"old.txt": b"1"}))
+    world.iterate()
+    world.db.rules.insert_one({"_id": "new", "user_uuid": "u1"})
+    account.add_message(build_message("new", attachments={"new.txt": b"2"}))
+    world.make_due("u1")
+
+    world.iterate()
+
+    kept = {doc["filename"]: sorted(doc["rule_ids"]) for doc in world.stored("u1").values()}
+    assert kept == {"old.txt": sorted([old, "new"]), "new.txt": sorted([old, "new"])}
+    searches = [line for line in world.gmail.ledger.lines if b"SEARCH" in line]
+    assert len(searches) == 2  # one per crawl: the two rules share their query
+
+
+def test_what_the_queue_holds_per_uid_does_not_grow_with_the_rules(world: World) -> None:
+    """Fifty rules share one query: each queued UID holds the index of their group, the group's
+    rule ids are stored once, and both go when the queue drains."""
+    settings = world.settings.model_copy(update={"fetch_batch": 2})
+    world.add_account(EMAIL, "u1")
+    others = [f"rule-{n:02}" for n in range(50)]
+    world.db.rules.insert_many([{"_id": rule_id, "user_uuid": "u1"} for rule_id in others])
+    ids = {str(world.db.rules.find_one({"user_uuid": "u1"})["_id"]), *others}
+    deliver(world, files(6))
+    keys = Keys(world.settings.redis_prefix)
+    batches = iter(range(100))
+
+    outcome = world.iterate(settings=settings, should_stop=lambda: next(batches) >= 1).outcomes
+
+    assert outcome == {"u1": "interrupted"}
+    assert set(world.redis.hvals(keys.rule_hits("u1"))) == {b"0"}
+    assert world.redis.hlen(keys.rule_hits("u1")) == 4
+    groups = world.redis.hgetall(keys.rule_groups("u1"))
+    assert groups.keys() == {b"0"} and set(groups[b"0"].decode().split(",")) == ids
+    assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
+    assert world.redis.exists(keys.rule_hits("u1"), keys.rule_groups("u1")) == 0
+    assert len(world.stored("u1")) == 6
+    assert all(set(doc["rule_ids"]) == ids for doc in world.stored("u1").values())
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "says"),
+    [("a,b", "contains a comma"), ("x" * 200, "200 characters long"), ("a\nb", "control")],
+)
+def test_a_rule_whose_id_cannot_travel_fails_alone(world: World, rule_id: str, says: str) -> None:
+    """The queue joins rule ids with commas: such an id fails its rule, named in rule_errors,
+    and the account's other rules crawl on."""
+    world.add_account(EMAIL, "u1", filename="*.pdf")
+    world.db.rules.insert_one({"_id": rule_id, "user_uuid": "u1"})
+    world.gmail.account(EMAIL).add_message(
+        build_message(attachments={"a.pdf": b"%PDF", "b.txt": b"b"})
+    )
+
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    assert says in world.status("u1")["rule_errors"][rule_id]
+    assert [doc["filename"] for doc in world.stored("u1").values()] == ["a.pdf"]
 
 
 def test_throttled_backs_off_then_resumes_without_loss_or_duplicate(world: World) -> None:

@@ -135,3 +135,19 @@ def test_a_uidvalidity_change_restarts_without_duplicates(world: World) -> None:
     status = world.status("u1")
     assert (status["uidvalidity"], status["last_uid"]) == (77, 3)
     assert status["totals"]["attachments"] == 3
+
+
+def test_rules_past_the_cap_are_refused_by_name_and_the_first_ones_used(world: World) -> None:
+    world.add_account(EMAIL, "u1", _id="r0")
+    world.db.rules.insert_many([{"_id": f"r{n}", "user_uuid": "u1"} for n in range(1, 5)])
+    world.db.rules.insert_one({"_id": "a,b", "user_uuid": "u1"})  # an id that cannot travel
+    world.gmail.account(EMAIL).add_message(build_message(attachments={"a.pdf": b"%PDF-1"}))
+    world.settings = world.settings.model_copy(update={"max_rules": 3})
+
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    errors = world.status("u1")["rule_errors"]
+    assert sorted(errors) == ["a,b", "r3", "r4"]
+    assert "CRAWLER_MAX_RULES" in errors["r3"] and "comma" in errors["a,b"]
+    [document] = world.stored("u1").values()
+    assert sorted(document["rule_ids"]) == ["r0", "r1", "r2"]

@@ -186,6 +186,19 @@ def test_fields_of_the_wrong_type_are_a_bad_account(
     assert shared_world.status("bad")["last_error"]["type"] == "BadAccount"
 
 
+def test_a_huge_user_uuid_fails_alone_in_a_short_message(shared_world: World) -> None:
+    huge = "u" * 5_000_000
+    shared_world.db.rules.insert_one({"user_uuid": huge})
+
+    outcomes = shared_world.iterate().outcomes
+
+    assert outcomes == {HEALTHY: "idle", huge: "error"}
+    last_error = shared_world.status(huge)["last_error"]
+    assert last_error["type"] == "BadAccount"
+    assert "is 5,000,000 characters long (at most 128)" in last_error["message"]
+    assert len(last_error["message"]) < 200
+
+
 def test_a_wrong_type_where_a_default_works_is_tolerated(shared_world: World) -> None:
     gmail_account(shared_world, "odd", provider=None)  # no provider: gmail_oauth
     shared_world.db.accounts.update_one(

@@ -445,7 +445,7 @@ SHORTFALLS = {
         "the indexes (and runs on a real server where `MONGODB_URL` is set)."
     ),
     "one worker keeps": (
-        "A quiet re-crawl is three round trips after login (LIST, EXAMINE, LOGOUT) plus the "
+        "A quiet re-crawl is four round trips after login (ID, LIST, EXAMINE, LOGOUT) plus the "
         "store and Redis work; more concurrency hides the round trips until the worker's CPU "
         "(one interpreter) is the limit."
     ),

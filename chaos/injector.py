@@ -51,6 +51,7 @@ class Kind(enum.StrEnum):
     DRIP = "dripping server"
     FLOOD = "flooding server"
     TOKEN_EXPIRED = "token expired"  # noqa: S105  # a fault's name, not a secret
+    SESSION_EXPIRED = "session ended with its token"
     TOKEN_5XX = "token endpoint 5xx"  # noqa: S105  # a fault's name, not a secret
     SIGKILL = "worker SIGKILL"
     SIGTERM = "worker SIGTERM"
@@ -118,6 +119,7 @@ class Injector:
             Kind.DRIP: self._drip,
             Kind.FLOOD: self._flood,
             Kind.TOKEN_EXPIRED: self._token_expired,
+            Kind.SESSION_EXPIRED: lambda: self._gmail(self._fetch_fault(FaultKind.SESSION_EXPIRED)),
             Kind.TOKEN_5XX: self._token_5xx,
             Kind.SIGKILL: lambda: self._stop_worker(signal.SIGKILL),
             Kind.SIGTERM: lambda: self._stop_worker(signal.SIGTERM),

@@ -41,6 +41,7 @@ WEIGHTS = {
     Kind.DRIP: 1.0,
     Kind.FLOOD: 1.0,
     Kind.TOKEN_EXPIRED: 1.5,
+    Kind.SESSION_EXPIRED: 1.0,
     Kind.TOKEN_5XX: 1.5,
     Kind.SIGKILL: 1.0,
     Kind.SIGTERM: 1.0,

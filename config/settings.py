@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     throttle_backoff_max: float = _env("CRAWLER_THROTTLE_BACKOFF_MAX", 86400.0, "backoff cap")
     error_backoff: float = _env("CRAWLER_ERROR_BACKOFF", 300.0, "first retry delay after an error")
     error_backoff_max: float = _env("CRAWLER_ERROR_BACKOFF_MAX", 21600.0, "error retry delay cap")
+    imap_disabled_backoff: float = _env(
+        "CRAWLER_IMAP_DISABLED_BACKOFF", 21600.0, "least retry delay when IMAP is turned off"
+    )
     backoff_jitter: float = _env(
         "CRAWLER_BACKOFF_JITTER", 0.2, "share of each backoff taken off at random", ge=0, lt=1
     )
@@ -112,6 +115,13 @@ class Settings(BaseSettings):
     )
     max_attachment_size: int = _env(
         "CRAWLER_MAX_ATTACHMENT_SIZE", 50 * 2**20, "larger attachments are skipped and recorded"
+    )
+    daily_download_limit: int = _env(
+        "CRAWLER_DAILY_DOWNLOAD_LIMIT",
+        1_250_000_000,
+        "bytes an account may download in a rolling 24 h: half of Gmail's 2,500 MB a day, so "
+        "the user's own mail apps keep the rest; the crawl stops before a batch could pass it",
+        ge=1,
     )
     max_queries: int = _env("CRAWLER_MAX_QUERIES", 20, "distinct rule queries searched per account")
     max_rules: int = _env(

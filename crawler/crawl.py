@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from config import Settings
-from crawler import metrics
+from crawler import daily, metrics
 from crawler.blobs import BlobStore
 from crawler.download import Downloader, Fetched, Wanted
 from crawler.errors import (
@@ -24,8 +24,10 @@ from crawler.errors import (
     BadInput,
     ConfigError,
     CrawlerError,
+    DailyLimit,
     Interrupted,
     ProtocolError,
+    SessionExpired,
     Throttled,
 )
 from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
@@ -39,6 +41,7 @@ from crawler.store import Store
 from crawler.uidqueue import UidQueue
 
 MAX_FAILED_UIDS = 1000
+MAX_RELOGINS = 3  # sessions a crawl opens again after the server ended one with its token
 MIME_HEADER_BYTES = 2**14  # what one part's MIME header may carry
 # Crawls in a row that can read no answer for the same UIDs before the messages, not the
 # server, are blamed: a server's fault is retried, but one message must not stop the account.
@@ -106,26 +109,53 @@ class ImapCrawler:
         self.clock = clock
         self.should_stop = should_stop
         self.result = CrawlResult()
+        self.counted = self.largest_batch = 0  # bytes: see _count_download
+        self.session_expired = False  # the server ended a session with its token: a fresh one
         self.started = self.lease_renewed = time.monotonic()
 
     def crawl(self) -> CrawlResult:
-        """Run one crawl of the account."""
+        """Run one crawl of the account.
+
+        When the server ends the session with the token it logged in with (Gmail does, about
+        an hour on), the crawl logs in again and goes on from the queue: no error, no retry.
+        """
+        relogins = 0
+        while True:
+            session, mailbox = self._open()
+            try:
+                if self.queue.drained():
+                    # A crawl that stopped right after its last batch left the cursor behind.
+                    self._advance_cursor()
+                    self._search(session, mailbox)
+                self._drain(session)
+                self._advance_cursor()
+                return self.result
+            except SessionExpired:
+                if relogins >= MAX_RELOGINS:
+                    raise
+                relogins += 1
+                self.session_expired = True
+                self.queue.requeue_inflight()  # the batch in hand is taken again
+            finally:
+                self._close(session)
+
+    def _open(self) -> tuple[ImapSession, Mailbox]:
+        """A session logged in, with the folder examined."""
         session = self._connect()
         try:
             self._authenticate(session)
             mailbox = session.examine(self._folder(session))
+            self._examined(mailbox)
             self._check_uidvalidity(mailbox)
-            if self.queue.drained():
-                # A crawl that stopped right after its last batch left the cursor behind.
-                self._advance_cursor()
-                self._search(session, mailbox)
-            self._drain(session)
-            self._advance_cursor()
-        finally:
-            session.logout()
-            self.result.commands += session.tap.commands
-            self.result.bytes_in += session.tap.bytes_in
-        return self.result
+        except BaseException:
+            self._close(session)
+            raise
+        return session, mailbox
+
+    def _close(self, session: ImapSession) -> None:
+        session.logout()
+        self.result.commands += session.tap.commands
+        self.result.bytes_in += session.tap.bytes_in
 
     # -- session ------------------------------------------------------------------------
 
@@ -175,6 +205,9 @@ class ImapCrawler:
             raise BadAccount("folder must be a string")
         return folder
 
+    def _examined(self, mailbox: Mailbox) -> None:
+        """What the folder's EXAMINE answer tells about the account (a plain server: nothing)."""
+
     def _search_query(self, rule: Rule) -> str | None:
         """The server-side search that finds a rule's candidates; None: every new message
         (a plain IMAP server has no Gmail search syntax, so BODYSTRUCTURE decides)."""
@@ -217,7 +250,7 @@ class ImapCrawler:
                 if group:
                     indexed.append((len(groups), after))
                     groups.append(group)
-            for uid in session.search(query, start):
+            for uid in session.search(query, start, mailbox.uidnext):
                 found_by[uid] += [index for index, after in indexed if uid > after]
         if found_by:
             self.queue.push(sorted(found_by), found_by=found_by, groups=groups)
@@ -281,19 +314,38 @@ class ImapCrawler:
             failed=self._failed,
             server_at_fault=self._server_at_fault,
         )
-        while batch := self.queue.claim(self.settings.fetch_batch):
-            before = replace(self.result)
-            self._process(session, downloader, batch)
-            self.queue.ack(batch)
-            self._record_progress(before)
-            self._keep_lease(force=True)
-            if session.throttled:
-                raise Throttled("Gmail replied [THROTTLED]")
-            if self.should_stop():
-                raise Interrupted("the worker is shutting down")
-            if time.monotonic() - self.started > self.settings.max_crawl_time:
-                # The queue keeps the rest; other due accounts get their turn first.
-                raise Interrupted("the crawl ran for CRAWLER_MAX_CRAWL_TIME; it resumes next pass")
+        self.counted = 0  # of this session's bytes, those in crawl_status.downloaded
+        try:
+            while not self.queue.drained():
+                self._check_daily_limit()
+                batch = self.queue.claim(self.settings.fetch_batch)
+                if not batch:
+                    break
+                start = session.tap.bytes_in
+                self._batch(session, downloader, batch)
+                self.largest_batch = max(self.largest_batch, session.tap.bytes_in - start)
+                self._after_batch(session)
+        finally:
+            self._count_download(session)
+
+    def _batch(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
+        """One claimed batch: processed, stored, acknowledged, counted."""
+        before = replace(self.result)
+        self._process(session, downloader, batch)
+        self.queue.ack(batch)
+        self._record_progress(before)
+        self._count_download(session)
+
+    def _after_batch(self, session: ImapSession) -> None:
+        """Whether to go on after a batch: the lease is renewed, or the crawl stops."""
+        self._keep_lease(force=True)
+        if session.throttled:
+            raise Throttled("Gmail replied [THROTTLED]")
+        if self.should_stop():
+            raise Interrupted("the worker is shutting down")
+        if time.monotonic() - self.started > self.settings.max_crawl_time:
+            # The queue keeps the rest; other due accounts get their turn first.
+            raise Interrupted("the crawl ran for CRAWLER_MAX_CRAWL_TIME; it resumes next pass")
 
     def _keep_lease(self, *, force: bool = False) -> None:
         """Renew the account's lease after each batch, and within one every third of its TTL;
@@ -311,6 +363,37 @@ class ImapCrawler:
             for name in ("messages", "attachments", "bytes")
         }
         self.store.statuses.progressed(self.user_uuid, self.clock(), done)
+
+    def _count_download(self, session: ImapSession) -> None:
+        """Add what the session received since it was last counted to the account's rolling
+        24-hour count (`crawl_status.downloaded`), dropping the hours past it."""
+        size = session.tap.bytes_in - self.counted
+        if size <= 0:
+            return
+        self.counted += size
+        now = self.clock()
+        hour, window = str(daily.hour_of(now)), dict(self.status.get("downloaded") or {})
+        gone = daily.expired(window, now)
+        window = {key: value for key, value in window.items() if key not in gone}
+        window[hour] = window.get(hour, 0) + size
+        self.status["downloaded"] = window
+        self.store.statuses.downloaded(self.user_uuid, int(hour), size, gone)
+
+    def _check_daily_limit(self) -> None:
+        """DailyLimit unless the next batch stays under CRAWLER_DAILY_DOWNLOAD_LIMIT, with when
+        enough of the window will have passed (the queue keeps the rest). The next
+        batch is taken to be as big as the biggest of this crawl, and at least one download
+        command's budget."""
+        limit, now = self.settings.daily_download_limit, self.clock()
+        window = self.status.get("downloaded") or {}
+        need = max(self.largest_batch, self.settings.download_budget)
+        if not daily.blocked(window, now, need, limit):
+            return
+        raise DailyLimit(
+            f"{daily.used(window, now)} bytes downloaded in the last 24 h: the next batch could "
+            f"pass CRAWLER_DAILY_DOWNLOAD_LIMIT ({limit})",
+            daily.resume_at(window, now, need, limit),
+        )
 
     def _process(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
         found_by = self.queue.rule_ids(batch)  # UIDs found by the same rules share one set

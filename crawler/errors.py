@@ -7,6 +7,8 @@ crawl goes on, anything else is an `error` with a retry delay.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class CrawlerError(Exception):
     """Base of every error the crawler raises on purpose."""
@@ -16,12 +18,24 @@ class Throttled(CrawlerError):
     """Gmail asked us to slow down; stop this account and back off."""
 
     reason = "throttled"
+    until: float | None = None  # when the backoff ends, if the error knows (else it grows)
 
 
 class OverQuota(Throttled):
     """The account exceeded Gmail's command or bandwidth limits; back off for hours."""
 
     reason = "over_quota"
+
+
+class DailyLimit(Throttled):
+    """The next batch could pass CRAWLER_DAILY_DOWNLOAD_LIMIT: the crawl stops under Gmail's
+    daily download limit and resumes at `until`, when enough of the last 24 h has passed."""
+
+    reason = "daily_limit"
+
+    def __init__(self, message: str, until: float) -> None:
+        super().__init__(message)
+        self.until = until
 
 
 class TooManyConnections(Throttled):
@@ -46,6 +60,37 @@ class AccountUnavailable(CrawlerError):
     """The account is disabled, unknown to Gmail, or has hidden All Mail from IMAP."""
 
 
+class ImapDisabled(AccountUnavailable):
+    """IMAP is turned off for the account: by the user in Gmail settings (`by` "user"), or for
+    the account's Google Workspace domain by its administrator (`by` "domain"). Only a person
+    can fix it, so the account is retried rarely and nothing is reported as a fault.
+
+    Made, like every error the session raises, from Gmail's line; its text says who turned IMAP
+    off and what to do, then quotes Gmail.
+    """
+
+    ADVICE: ClassVar[dict[str, str]] = {
+        "user": (
+            "IMAP is disabled by the user: in Gmail settings, 'Forwarding and POP/IMAP', "
+            "choose 'Enable IMAP'"
+        ),
+        "domain": (
+            "IMAP is disabled for the account's Google Workspace domain by its administrator: "
+            "ask them to allow IMAP access (Admin console, Apps, Google Workspace, Gmail, "
+            "End User Access)"
+        ),
+    }
+
+    @property
+    def by(self) -> str:
+        """Who turned IMAP off: "domain" (a Workspace administrator) or "user"."""
+        return "domain" if "for your domain" in super().__str__().lower() else "user"
+
+    def __str__(self) -> str:
+        said = super().__str__()
+        return f"{self.ADVICE[self.by]}; Gmail said: {said}" if said else self.ADVICE[self.by]
+
+
 class Interrupted(CrawlerError):
     """The worker is shutting down: the crawl stopped between batches, its queue kept."""
 
@@ -56,6 +101,11 @@ class Stalled(CrawlerError):
 
 class Transient(CrawlerError):
     """A dropped session, timeout or server error: reconnect and retry, bounded."""
+
+
+class SessionExpired(Transient):
+    """Gmail ended the session with the access token it logged in with: log in again with a
+    fresh one and go on, within the same crawl."""
 
 
 class PartialFetch(Transient):
@@ -85,3 +135,13 @@ class BadAccount(BadInput):
 
 class ConfigError(CrawlerError):
     """The configuration cannot work (missing key, unreachable store); one clear line."""
+
+
+class FreshTokenRefused(AccountUnavailable):
+    """Gmail refused an access token the endpoint had just issued: no proof the grant is
+    revoked. Tried again after the error backoff; `auth_failed` after several in a row."""
+
+
+class OAuthClientRefused(ConfigError):
+    """Google refuses our OAuth client (`invalid_client`, `unauthorized_client`,
+    `deleted_client` ...): no account is at fault, and none can be crawled until it is fixed."""

@@ -11,15 +11,26 @@ identity.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 from crawler.crawl import ImapCrawler
-from crawler.errors import AuthFailed, AuthRevoked, BadAccount, ConfigError, WebLoginRequired
-from crawler.gmail.session import ImapSession
+from crawler.errors import (
+    AuthFailed,
+    AuthRevoked,
+    BadAccount,
+    ConfigError,
+    FreshTokenRefused,
+    WebLoginRequired,
+)
+from crawler.gmail.session import ImapSession, Mailbox
 from crawler.oauth import MISSING_KEY
 from crawler.rules import Rule
 
 GMAIL_PROVIDERS = frozenset({"gmail_oauth", "g_apps_oauth"})  # the providers crawled as Gmail
+AUTH_REFUSALS = 3  # logins in a row whose fresh token Gmail refused before the account fails
+# Gmail's IMAP settings can limit a folder to this many messages (Gmail API ImapSettings,
+# `maxFolderSize`): IMAP then shows only the newest, and All Mail looks exactly that full.
+FOLDER_SIZE_LIMITS = frozenset({1_000, 2_000, 5_000, 10_000})
 
 
 class GmailCrawler(ImapCrawler):
@@ -39,16 +50,38 @@ class GmailCrawler(ImapCrawler):
             raise BadAccount("oauth is missing: authorize the account first")
         if self.tokens is None:
             raise ConfigError(MISSING_KEY)
-        cached = self.tokens.cached(oauth)
+        # After Gmail ended a session with its token, the stored one is that token: refresh.
+        cached = None if self.session_expired else self.tokens.cached(oauth)
         token = cached.token if cached else self._refresh(oauth)
         try:
             session.xoauth2(email, token)
         except (AuthRevoked, WebLoginRequired):
             raise
-        except AuthFailed:
+        except AuthFailed as refused:
             if cached is None:
+                self._refused(refused)
+            token = self._refresh(oauth)  # the cached token was refused: a fresh one, once
+            try:
+                session.xoauth2(email, token)
+            except (AuthRevoked, WebLoginRequired):
                 raise
-            session.xoauth2(email, self._refresh(oauth))  # the cached token was refused: once
+            except AuthFailed as refused_again:
+                self._refused(refused_again)
+        if self.status.get("auth_refusals"):
+            self.store.statuses.recorded(self.user_uuid, auth_refusals=0)
+
+    def _refused(self, error: AuthFailed) -> NoReturn:
+        """Gmail refused a token the endpoint had just issued. Once is no proof that the grant
+        is revoked (Google's systems do not always agree at once): the account is tried again
+        after the error backoff, and is `auth_failed` only after AUTH_REFUSALS in a row."""
+        refusals = int(self.status.get("auth_refusals") or 0) + 1
+        self.store.statuses.recorded(self.user_uuid, auth_refusals=refusals)
+        if refusals >= AUTH_REFUSALS:
+            raise error
+        raise FreshTokenRefused(
+            f"Gmail refused a token just issued ({refusals} of {AUTH_REFUSALS} in a row before "
+            f"the account is auth_failed): {error}"
+        ) from None
 
     def _refresh(self, oauth: Mapping[str, Any]) -> str:
         if self.tokens is None:
@@ -62,3 +95,15 @@ class GmailCrawler(ImapCrawler):
 
     def _search_query(self, rule: Rule) -> str | None:
         return rule.search_query
+
+    def _examined(self, mailbox: Mailbox) -> None:
+        warning = None
+        if mailbox.exists in FOLDER_SIZE_LIMITS:
+            warning = (
+                f"All Mail shows exactly {mailbox.exists:,} messages, one of the folder size "
+                "limits of Gmail's IMAP settings: older mail may be hidden from IMAP (Gmail "
+                "settings, Forwarding and POP/IMAP, Folder size limits: do not limit)"
+            )
+        if warning != self.status.get("folder_warning"):
+            self.status["folder_warning"] = warning
+            self.store.statuses.recorded(self.user_uuid, folder_warning=warning)

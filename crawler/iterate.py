@@ -33,10 +33,13 @@ from crawler.errors import (
     BadInput,
     BadRule,
     CrawlerError,
+    FreshTokenRefused,
+    ImapDisabled,
     Interrupted,
+    OAuthClientRefused,
     Throttled,
 )
-from crawler.gmail_crawler import GmailCrawler
+from crawler.gmail_crawler import GMAIL_PROVIDERS, GmailCrawler
 from crawler.keys import Keys, check_user_uuid
 from crawler.lease import Lease, LeaseLost
 from crawler.oauth import TokenCipher, TokenSource
@@ -181,6 +184,9 @@ class CrawlIterator:
 
     def _run(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
         started = time.monotonic()
+        if (until := self._oauth_refused_until()) and self._uses_oauth(user_uuid):
+            self.store.statuses.deferred(user_uuid, until)  # the fleet waits for its client
+            return "deferred"
         self.store.statuses.started(user_uuid, self.worker_id, self.clock())
         crawler: Any = None
         try:
@@ -271,6 +277,8 @@ class CrawlIterator:
             return self._finish_throttled(user_uuid, status, error)
         if isinstance(error, Interrupted):
             return self._finish_interrupted(user_uuid)
+        if isinstance(error, OAuthClientRefused):
+            return self._finish_client_refused(user_uuid, error)
         if isinstance(error, LeaseLost):  # another worker crawls the account now: its status
             log.warning("crawl of %s stopped: %s", user_uuid, error, extra={"user_uuid": user_uuid})
             return "lease_lost"
@@ -280,9 +288,31 @@ class CrawlIterator:
             return self._finish_auth_failed(user_uuid, error)
         if not isinstance(error, CrawlerError):
             log.exception("crawl of %s failed", user_uuid, extra={"user_uuid": user_uuid})
-        if not isinstance(error, BadInput):
+        # Only a person can fix the first two; a refused fresh token is tried again first.
+        if not isinstance(error, BadInput | ImapDisabled | FreshTokenRefused):
             self._report(user_uuid, error)
         return self._finish_error(user_uuid, error, status)
+
+    def _oauth_refused_until(self) -> float | None:
+        """When the fleet's wait for a refused OAuth client ends, if it waits."""
+        left = self.redis.pttl(self.keys.oauth_refused)
+        return self.clock() + left / 1000 if isinstance(left, int) and left > 0 else None
+
+    def _uses_oauth(self, user_uuid: str) -> bool:
+        account = self.store.account(user_uuid) or {}
+        return (account.get("provider") or "gmail_oauth") in GMAIL_PROVIDERS
+
+    def _finish_client_refused(self, user_uuid: str, error: OAuthClientRefused) -> str:
+        """Google refuses our OAuth client: no account is at fault, and none can be crawled.
+        The whole fleet waits the error backoff (one Redis key), the accounts keep their state
+        and are due when it ends, and the error is logged and reported once a day."""
+        wait = max(1, round(self.settings.error_backoff))
+        self.redis.set(self.keys.oauth_refused, str(error), ex=wait)
+        if self.redis.set(self.keys.oauth_reported, "1", nx=True, ex=86400):
+            log.error("Google refuses the OAuth client: %s", error, extra={"error": str(error)})
+            self._report(user_uuid, error)
+        self.store.statuses.deferred(user_uuid, self.clock() + wait)
+        return "deferred"
 
     def _report(self, user_uuid: str, error: Exception) -> None:
         shard = f"{self.client_id}/{self.client_count}"
@@ -300,8 +330,11 @@ class CrawlIterator:
 
     def _finish_throttled(self, user_uuid: str, status: Mapping[str, Any], error: Throttled) -> str:
         now = self.clock()
-        consecutive = int(status.get("consecutive_throttles") or 0) + 1
-        until = now + throttle_delay(error, consecutive, self.settings)
+        consecutive = int(status.get("consecutive_throttles") or 0)
+        until = error.until  # a limit of our own knows when it ends, and grows no backoff
+        if until is None:
+            consecutive += 1
+            until = now + throttle_delay(error, consecutive, self.settings)
         record = _record_error(error, now)
         self.store.statuses.throttled(user_uuid, error.reason, consecutive, until, record)
         return State.THROTTLED
@@ -318,7 +351,10 @@ class CrawlIterator:
     ) -> str:
         now = self.clock()
         consecutive = int((status or {}).get("consecutive_errors") or 0) + 1
-        next_crawl_at = now + error_delay(consecutive, self.settings)
+        delay = error_delay(consecutive, self.settings)
+        if isinstance(error, ImapDisabled):  # turned off by a person: no sooner than this
+            delay = max(delay, self.settings.imap_disabled_backoff)
+        next_crawl_at = now + delay
         self.store.statuses.failed(user_uuid, _record_error(error, now), consecutive, next_crawl_at)
         return State.ERROR
 

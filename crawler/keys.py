@@ -72,3 +72,14 @@ class Keys:
     def monitor_lock(self) -> str:
         """`SET NX EX` lock so that one monitor acts per interval."""
         return f"{self.prefix}monitor:lock"
+
+    @property
+    def oauth_refused(self) -> str:
+        """Set while Google refuses our OAuth client (`invalid_client` ...): why, with a TTL.
+        No Gmail account of the fleet is crawled meanwhile."""
+        return f"{self.prefix}oauth:refused"
+
+    @property
+    def oauth_reported(self) -> str:
+        """`SET NX EX`: the refused OAuth client was reported, once a day while it lasts."""
+        return f"{self.prefix}oauth:reported"

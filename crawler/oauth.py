@@ -52,7 +52,14 @@ from urllib3.response import HTTPResponse
 
 from config import Settings
 from config.endpoints import is_secure_endpoint
-from crawler.errors import AuthFailed, AuthRevoked, BadAccount, ConfigError, Transient
+from crawler.errors import (
+    AuthFailed,
+    AuthRevoked,
+    BadAccount,
+    ConfigError,
+    OAuthClientRefused,
+    Transient,
+)
 
 IMAP_SCOPE = "https://mail.google.com/"
 MISSING_KEY = (
@@ -246,7 +253,7 @@ class TokenAnswer:
             if code == "invalid_grant":
                 raise invalid_grant
             if code in CLIENT_ERRORS:
-                raise ConfigError(
+                raise OAuthClientRefused(
                     f"token endpoint refused our OAuth client ({code}): check "
                     "CRAWLER_OAUTH_CLIENT_ID and CRAWLER_OAUTH_CLIENT_SECRET"
                 )

@@ -46,6 +46,16 @@ def verify(token: str, now: float, secret: str = DEFAULT_SECRET) -> str | None:
     return email
 
 
+def expiry(token: str) -> float | None:
+    """When `token` stops working (unverified: read it only from a token `verify` accepted)."""
+    body = token[len(_PREFIX) :].partition(".")[0]
+    try:
+        payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        return float(payload.decode().split("\x00")[1])
+    except (ValueError, IndexError):
+        return None
+
+
 def gmail_account(
     cipher: TokenCipher, user_uuid: str, email: str, refresh_token: str, expires_at: float
 ) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class Report:
     throttled: list[dict[str, Any]]
     failing: list[dict[str, Any]]
     rule_errors: list[tuple[str, str, str]]  # (user_uuid, rule id, reason)
+    warnings: list[tuple[str, str]]  # (user_uuid, what may be wrong with the account)
     queues: list[QueueRow]
     totals: dict[str, int]
 
@@ -114,6 +115,10 @@ def gather(ops: Operator, now: float, limit: int) -> Report:
         ][:limit],
         queues=queues[:limit],
         totals=totals,
+        warnings=[
+            (str(document.get("user_uuid")), str(document["folder_warning"]))
+            for document in ops.store.folder_warnings(limit)
+        ],
     )
 
 
@@ -184,6 +189,7 @@ def show(report: Report) -> None:
         _throttled_table(report),
         _failing_table(report),
         table("Rules that cannot be used", ("user", "rule", "reason"), report.rule_errors),
+        table("Accounts that may be cut short", ("user", "warning"), report.warnings),
         table("Queues", columns, queues),
         table("Totals", report.totals.keys(), [report.totals.values()]),
     ):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, TypeVar
 
 from imapclient import exceptions as imap_errors
@@ -31,6 +32,16 @@ from crawler.errors import (
 from crawler.gmail.wire import DEFAULT_BUDGET, LiteralSink, TappedIMAPClient, WireTap
 
 T = TypeVar("T")
+try:
+    _VERSION = version("gmail-attachment-crawler")
+except PackageNotFoundError:  # run from a source tree that is not installed
+    _VERSION = "0+unknown"
+# What ID tells the server (RFC 2971): Google asks clients to name themselves and a contact.
+CLIENT_ID = {
+    "name": "gmail-attachment-crawler",
+    "version": _VERSION,
+    "contact": "imap-crawler@example.com",
+}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 3501 ATOM-CHAR: printable ASCII but the atom-specials `(){%*"\]` and space.
 _ATOM = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
@@ -40,6 +51,9 @@ GMAIL_ITEMS = ("X-GM-MSGID", "X-GM-THRID", "X-GM-LABELS")
 # space, with room to spare); one message's metadata (its BODYSTRUCTURE, envelope, labels); the
 # FETCH line around a message's requested sections.
 SEARCH_BYTES_PER_MESSAGE = 16
+# UIDs one search covers: at most 50,000 hits of 10 digits and a space, 550,000 bytes, well
+# under the 1,000,000 bytes imaplib allows a line.
+SEARCH_WINDOW = 50_000
 METADATA_BYTES_PER_MESSAGE = 2**18
 ANSWER_BYTES_PER_MESSAGE = 2**12
 
@@ -104,6 +118,7 @@ class ImapSession:
         """AUTHENTICATE XOAUTH2 with a bearer token."""
         self._call("authenticate", lambda: self.client.oauth2_login(email, access_token))
         self._keep_capabilities()
+        self._identify()
 
     def login(self, user: str, password: str) -> None:
         """LOGIN with an app password (generic IMAP accounts)."""
@@ -115,6 +130,7 @@ class ImapSession:
         quoted = '"' + user.replace("\\", "\\\\").replace('"', '\\"') + '"'
         self._call("login", lambda: self.client.login(quoted, password))
         self._keep_capabilities()
+        self._identify()
 
     def _keep_capabilities(self) -> None:
         """Keep the capabilities the server sent with its login answer (Gmail sends them
@@ -122,6 +138,18 @@ class ImapSession:
         would then ask with a CAPABILITY command of its own."""
         if "CAPABILITY" in self.client._imap.untagged_responses:  # sent: no command needed
             self._call("capability", self.client.capabilities)
+
+    def _identify(self) -> None:
+        """Say who we are with one ID command (RFC 2971), as Google asks of clients, when the
+        server offers ID. The answer is read within the default budget and ignored; a NO or
+        BAD costs nothing more, a connection lost on the way fails as any command's would."""
+        if not self._call("capability", lambda: self.client.has_capability("ID")):
+            return
+        try:
+            self._call("id", lambda: self.client.id_(CLIENT_ID))
+        except (ProtocolError, Transient):
+            if self.broken:
+                raise
 
     def require(self, capability: str) -> None:
         """ProtocolError unless the server announced `capability`."""
@@ -158,20 +186,48 @@ class ImapSession:
 
     # -- search and fetch ---------------------------------------------------------------
 
-    def search(self, gmail_query: str | None, above_uid: int) -> list[int]:
-        """UIDs above `above_uid` that the X-GM-RAW query finds (every UID when None)."""
-        criteria: list[str | bytes] = ["UID", f"{above_uid + 1}:*"]
+    def search(self, gmail_query: str | None, above_uid: int, uidnext: int = 0) -> list[int]:
+        """UIDs above `above_uid` and below `uidnext` that the X-GM-RAW query finds (every UID
+        when None), in order.
+
+        Gmail answers a search with one `* SEARCH` line holding every hit, and imaplib refuses a
+        line over 1,000,000 bytes, so the search goes in `UID low:high` windows of at most
+        SEARCH_WINDOW UIDs, whose answer stays under 550,000 bytes however dense the hits. A
+        window never holds more messages than the folder, so a folder of at most SEARCH_WINDOW
+        messages is searched in one command however sparse its UIDs. Never `n:*`, which always
+        names the highest UID and would reach past `uidnext`. Without `uidnext` (a server that
+        does not send UIDNEXT) the folder's highest UID, asked for first, ends the windows.
+        """
+        if gmail_query is not None and _CONTROL.search(gmail_query):
+            raise BadRule("query contains a control character")
+        top = uidnext - 1 if uidnext > 0 else self._highest_uid()
+        width = SEARCH_WINDOW if self.exists > SEARCH_WINDOW else max(top - above_uid, 1)
+        found: list[int] = []
+        low = above_uid + 1
+        while low <= top:
+            high = min(low + width - 1, top)
+            found += self._search_window(gmail_query, low, high)
+            low = high + 1
+        return found
+
+    def _search_window(self, gmail_query: str | None, low: int, high: int) -> list[int]:
+        """The UIDs from `low` to `high` that the query finds: one UID SEARCH, whose budget is
+        what the most hits the window can hold may take."""
+        criteria: list[str | bytes] = ["UID", f"{low}:{high}"]
         if gmail_query is not None:
-            if _CONTROL.search(gmail_query):
-                raise BadRule("query contains a control character")
             criteria += ["X-GM-RAW", _astring(gmail_query)]
+        most = min(high - low + 1, max(self.exists, 1))
         found = self._call(
             "search",
             lambda: self.client.search(criteria, charset="UTF-8" if gmail_query else None),
-            budget=SEARCH_BYTES_PER_MESSAGE * self.exists + DEFAULT_BUDGET,
+            budget=SEARCH_BYTES_PER_MESSAGE * most + DEFAULT_BUDGET,
         )
-        # `n:*` always includes the highest UID, even when it is below n.
-        return sorted(uid for uid in found if uid > above_uid)
+        return sorted({uid for uid in found if low <= uid <= high})
+
+    def _highest_uid(self) -> int:
+        """The highest UID in the folder (0 when empty): `UID SEARCH UID *`, one UID."""
+        found = self._call("search", lambda: self.client.search(["UID", "*"]))
+        return max(found, default=0)
 
     def present(self, uids: Sequence[int]) -> set[int]:
         """Which of `uids` the folder still holds (one UID SEARCH)."""

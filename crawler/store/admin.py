@@ -92,6 +92,12 @@ class AdminStore(Store):
         cursor = self.statuses.collection.find(found, {"user_uuid": 1, "rule_errors": 1, "_id": 0})
         return list(cursor.sort([("user_uuid", 1)]).limit(limit))
 
+    def folder_warnings(self, limit: int) -> list[Document]:
+        """Statuses whose folder may be cut short by the account's IMAP settings."""
+        found = {"folder_warning": {"$nin": [None, ""]}}
+        cursor = self.statuses.collection.find(found, {"user_uuid": 1, "folder_warning": 1})
+        return list(cursor.sort([("user_uuid", 1)]).limit(limit))
+
     def crawl_totals(self) -> dict[str, int]:
         """Messages, attachments and bytes crawled, summed over all accounts."""
         fields = ("messages", "attachments", "bytes")

@@ -47,6 +47,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
     "started": (ANY, State.CRAWLING),
     "finished": (ANY, State.IDLE),
     "interrupted": (ANY, State.IDLE),
+    "deferred": (ANY, State.IDLE),
     "throttled": (ANY, State.THROTTLED),
     "auth_failed": (ANY, State.AUTH_FAILED),
     "failed": (ANY, State.ERROR),
@@ -97,6 +98,9 @@ class CrawlStatus(TypedDict, total=False):
     rule_errors: dict[str, str]  # rule id -> why it cannot be used
     failed_uids: list[dict[str, Any]]  # UIDs (and parts) that failed alone, the newest last
     suspect_uids: dict[str, Any] | None  # UIDs no answer could be read for, crawls in a row
+    folder_warning: str | None  # the folder may be cut short by the account's IMAP settings
+    auth_refusals: int  # Gmail refused a token just issued, this many logins in a row
+    downloaded: dict[str, int]  # bytes received from the server by hour (epoch seconds)
 
 
 def new_status(user_uuid: str, now: float) -> CrawlStatus:
@@ -199,6 +203,11 @@ class StatusBook:
         whichever worker takes the lease next resumes from the queue."""
         self._enter("interrupted", user_uuid, next_crawl_at=now)
 
+    def deferred(self, user_uuid: str, until: float) -> None:
+        """Nothing of the account's doing stops its crawl (Google refuses our OAuth client):
+        idle, due again at `until`."""
+        self._enter("deferred", user_uuid, next_crawl_at=until)
+
     def throttled(
         self, user_uuid: str, reason: str, consecutive: int, until: float, error: LastError
     ) -> None:
@@ -274,11 +283,26 @@ class StatusBook:
 
     def recorded(self, user_uuid: str, **fields: Any) -> None:
         """The crawl's way through the mailbox: `uidvalidity`, `last_uid`, `rules_seen`,
-        `pending_uid`, `pending_rules`, `rule_errors`, `suspect_uids`; never the state."""
+        `pending_uid`, `pending_rules`, `suspect_uids`, `folder_warning`, `auth_refusals`;
+        never the state."""
         unknown = set(fields) - _WAY
         if unknown:
             raise ValueError(f"not a field a crawl records on its way: {sorted(unknown)}")
         self._upsert(user_uuid, {"$set": fields})
+
+    def downloaded(self, user_uuid: str, hour: int, size: int, expired: Iterable[str] = ()) -> None:
+        """`size` bytes were received from the server in the hour starting at `hour` (epoch
+        seconds): they join `downloaded`, the rolling count of the last 24 h, which loses the
+        `expired` hours."""
+        update: Document = {"$inc": {f"downloaded.{hour}": size}}
+        unset = {f"downloaded.{key}": "" for key in expired if key != str(hour)}
+        if unset:
+            update["$unset"] = unset
+        self._upsert(user_uuid, update)
+
+    def download_forgotten(self, user_uuid: str) -> None:
+        """An operator lets the account download at once: its rolling count starts over."""
+        self.collection.update_one({"user_uuid": user_uuid}, {"$set": {"downloaded": {}}})
 
     def rule_errors(self, user_uuid: str, errors: Mapping[str, str], *, merge: bool) -> None:
         """Rules that cannot be used, with the reason: all of them, or (`merge`) these too."""
@@ -318,5 +342,14 @@ class StatusBook:
 
 
 _WAY = frozenset(
-    {"uidvalidity", "last_uid", "rules_seen", "pending_uid", "pending_rules", "suspect_uids"}
+    {
+        "uidvalidity",
+        "last_uid",
+        "rules_seen",
+        "pending_uid",
+        "pending_rules",
+        "suspect_uids",
+        "folder_warning",
+        "auth_refusals",
+    }
 )

@@ -19,6 +19,7 @@ so a bug there cannot hide behind the same bug here.
 
 from standins.fakegmail.config import ConfigError, GmailConfig, load_config
 from standins.fakegmail.faults import Fault, FaultKind, Faults
+from standins.fakegmail.generated import GeneratedAccount
 from standins.fakegmail.ledger import Ledger, SessionSummary
 from standins.fakegmail.mailbox import Account, StoredMessage
 from standins.fakegmail.message import FakeMessage
@@ -32,6 +33,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "Faults",
+    "GeneratedAccount",
     "GmailConfig",
     "Ledger",
     "SessionSummary",

@@ -5,7 +5,8 @@ A token is good when `tokens.verify` accepts it, it names the `user=` of the XOA
 that account exists. A bad token gets Gmail's 400 challenge, then (whatever the client answers:
 an empty line, or its token again as imaplib sends) `NO [AUTHENTICATIONFAILED]`. An account with
 `max_connections` sessions logged in refuses one more after the same challenge. Login faults
-(faults.py) fire only on a login whose credentials are right.
+(faults.py) fire only on a login whose credentials are right; IMAP turned off (by the user or
+for a Workspace domain) is refused at once, as Gmail does (docs/gmail-facts.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from standins import tokens
 from standins.fakegmail import texts
-from standins.fakegmail.faults import Fault, FaultKind
+from standins.fakegmail.faults import DAILY_LIMIT_LOGIN, Fault, FaultKind
 from standins.fakegmail.protocol import (
     Command,
     ParseError,
@@ -69,6 +70,8 @@ async def authenticate(session: Session, command: Command) -> bytes:
     credentials = parse_xoauth2(response) if response is not None else None
     account = _account(session, credentials[0] if credentials else None)
     valid = account is not None and credentials is not None and _token_valid(session, *credentials)
+    if valid and credentials:  # Gmail ends the session when the token it logged in with expires
+        session.token_expires_at = tokens.expiry(credentials[1])
     return await _conclude(session, account if valid else None, oauth=True)
 
 
@@ -125,6 +128,8 @@ async def _conclude(session: Session, account: Account | None, *, oauth: bool) -
     XOAUTH2 refusals come after Gmail's 400 challenge (unless a fault says at once).
     """
     fault = account.faults.take_login() if account else None
+    if fault is None and account is not None and account.quota.locked():
+        fault = DAILY_LIMIT_LOGIN  # past the daily download limit: NO [ALERT] for up to a day
     challenge = oauth and (fault is None or fault.challenge)
     if account is None or (fault and fault.kind is FaultKind.INVALID_TOKEN):
         return await _after_challenge(session, texts.AUTH_FAILED, challenge=challenge)
@@ -146,6 +151,10 @@ async def _after_challenge(session: Session, refusal: bytes, *, challenge: bool)
 async def _refusal(session: Session, fault: Fault) -> bytes:
     if fault.kind is FaultKind.LOOKUP_FAILED:
         return texts.LOOKUP_FAILED % session.session_id
+    if fault.kind is FaultKind.IMAP_DISABLED:
+        return texts.IMAP_DISABLED
+    if fault.kind is FaultKind.IMAP_DISABLED_DOMAIN:
+        return texts.IMAP_DISABLED_DOMAIN
     if fault.kind is FaultKind.WEB_LOGIN:
         await session.output.line(texts.WEB_LOGIN_ALERT % fault.url.encode())
         return texts.WEB_LOGIN_REFUSED % fault.url.encode()

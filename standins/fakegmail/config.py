@@ -14,6 +14,7 @@ Every key but `email` is optional; unknown keys are errors; paths are relative t
           "max_connections": 15,
           "latency": 0.0,
           "bandwidth": null,
+          "daily_limit": null,
           "messages": [
             {"path": "fixtures/messages/*.eml"},
             {"path": "mail/invoice.eml", "labels": ["\\\\Inbox", "Invoices"],
@@ -30,6 +31,7 @@ Every key but `email` is optional; unknown keys are errors; paths are relative t
 - `token_secret`: what the fake token endpoint signs access tokens with (tokens.py).
 - `password`: the app password LOGIN accepts; without one, only XOAUTH2 logs in.
 - `latency`: seconds before every response; `bandwidth`: bytes per second at most.
+- `daily_limit`: bytes the account may be sent in a rolling day (quota.py); null: no limit.
 - `messages`: a glob or a file per entry, delivered in sorted path order (UIDs follow it).
   A message's labels are the entry's `labels`, else the `labels` of its JSON sidecar
   (`x.eml` -> `x.json`), else none (All Mail only). Its INTERNALDATE is the entry's
@@ -86,6 +88,7 @@ class AccountConfig(BaseModel):
     max_connections: int = Field(default=DEFAULT_MAX_CONNECTIONS, ge=0)
     latency: float = Field(default=0.0, ge=0)
     bandwidth: int | None = Field(default=None, gt=0)
+    daily_limit: int | None = Field(default=None, gt=0)
     messages: list[MessageSource] = []
     faults: list[Fault] = []
 
@@ -111,6 +114,7 @@ class GmailConfig(BaseModel):
             )
             account.faults.latency = entry.latency
             account.faults.bandwidth = entry.bandwidth
+            account.quota.limit = entry.daily_limit
             for fault in entry.faults:
                 account.faults.add(fault)
             for source in entry.messages:

@@ -5,7 +5,10 @@ test can add one while sessions run); `FaultTracker` applies them to one session
 
 When a fault fires:
 - Login faults (`LOGIN_OVERQUOTA`, `TOO_MANY_CONNECTIONS`, `INVALID_TOKEN`, `LOOKUP_FAILED`,
-  `WEB_LOGIN`) fire on a login whose credentials are right.
+  `WEB_LOGIN`, `IMAP_DISABLED`, `IMAP_DISABLED_DOMAIN`) fire on a login whose credentials are
+  right. `IMAP_DISABLED` is IMAP turned off by the user in Gmail settings, `IMAP_DISABLED_DOMAIN`
+  by a Workspace administrator: Gmail's words for both are in docs/gmail-facts.md, with where
+  they were seen.
 - Every other fault watches the commands after login that match `commands` (all of them when
   empty). It is armed once `after_commands` matching commands went by and the session is
   `after_seconds` old; an armed fault fires at the next matching command:
@@ -34,6 +37,7 @@ from typing import ClassVar
 
 from pydantic import ConfigDict
 
+from standins.fakegmail.quota import DailyQuota
 from standins.fakegmail.texts import DEFAULT_WEB_LOGIN_URL
 
 
@@ -52,6 +56,8 @@ class FaultKind(StrEnum):
     INVALID_TOKEN = "invalid_token"  # noqa: S105  # the name of a fault, not a secret
     LOOKUP_FAILED = "lookup_failed"
     WEB_LOGIN = "web_login"
+    IMAP_DISABLED = "imap_disabled"
+    IMAP_DISABLED_DOMAIN = "imap_disabled_domain"
 
 
 LOGIN_KINDS = frozenset(
@@ -61,6 +67,8 @@ LOGIN_KINDS = frozenset(
         FaultKind.INVALID_TOKEN,
         FaultKind.LOOKUP_FAILED,
         FaultKind.WEB_LOGIN,
+        FaultKind.IMAP_DISABLED,
+        FaultKind.IMAP_DISABLED_DOMAIN,
     }
 )
 CLOSING_KINDS = frozenset(
@@ -173,11 +181,18 @@ class Faults:
         return None
 
 
+# What an account past its daily download limit (quota.py) answers: BYE [OVERQUOTA], then the
+# login's NO [ALERT] while it is locked.
+DAILY_LIMIT = Fault(FaultKind.OVERQUOTA)
+DAILY_LIMIT_LOGIN = Fault(FaultKind.LOGIN_OVERQUOTA)
+
+
 @dataclass
 class FaultTracker:
     """Applies an account's faults to one session after its login."""
 
     faults: Faults
+    quota: DailyQuota | None = None
     started_at: float = field(default_factory=time.monotonic)
     _seen: Counter[Fault] = field(default_factory=Counter)
     _bytes: Counter[Fault] = field(default_factory=Counter)
@@ -186,6 +201,8 @@ class FaultTracker:
     def command(self, name: str) -> Fault | None:
         """A command starts: count it; the closing or SYSTEM_ERROR fault that fires now, if any."""
         self._command = name
+        if self.quota is not None and self.quota.locked():
+            return DAILY_LIMIT
         for fault in self.faults.active():
             if fault.watches(name):
                 self._seen[fault] += 1
@@ -197,6 +214,11 @@ class FaultTracker:
 
     def cut(self, size: int) -> tuple[int, Fault] | None:
         """Whether a closing fault fires within the next `size` bytes: how many to send first."""
+        left = self.quota.left() if self.quota is not None else None
+        if self.quota is not None and left is not None and left < size:
+            self.quota.spend(left)  # up to the daily limit, then Gmail's BYE [OVERQUOTA]
+            self.quota.exceed()
+            return left, DAILY_LIMIT
         for fault in self._armed():
             if fault.after_bytes is None:
                 continue
@@ -207,6 +229,8 @@ class FaultTracker:
 
     def sent(self, size: int) -> None:
         """`size` bytes of the current command's response went out."""
+        if self.quota is not None:
+            self.quota.spend(size)
         for fault in self._armed():
             if fault.after_bytes is not None:
                 self._bytes[fault] += size

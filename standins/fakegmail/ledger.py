@@ -34,6 +34,8 @@ class SessionSummary:
     bytes_out: int
     command_times: tuple[float, ...] = ()
     """When each of `lines` arrived (monotonic seconds), in the same order."""
+    longest_line_out: int = 0
+    """The longest response line written (CRLF included; literals are not lines)."""
 
 
 class SessionRecord:
@@ -51,6 +53,7 @@ class SessionRecord:
         self.command_times: list[float] = []
         self.bytes_in = 0
         self.bytes_out = 0
+        self.longest_line_out = 0
         self._ledgers: list[Ledger] = []
 
     def received(self, size: int) -> None:
@@ -66,6 +69,13 @@ class SessionRecord:
             self.bytes_out += size
             for ledger in self._ledgers:
                 ledger._bytes_out += size
+
+    def line_sent(self, size: int) -> None:
+        """A response line of `size` bytes (CRLF included) was written."""
+        with _LOCK:
+            self.longest_line_out = max(self.longest_line_out, size)
+            for ledger in self._ledgers:
+                ledger._longest_line_out = max(ledger._longest_line_out, size)
 
     def command(self, name: str | None, raw: bytes) -> None:
         """A command line (literals included) arrived; `name` is None when it did not parse."""
@@ -104,6 +114,7 @@ class SessionRecord:
                 bytes_in=self.bytes_in,
                 bytes_out=self.bytes_out,
                 command_times=tuple(self.command_times),
+                longest_line_out=self.longest_line_out,
             )
 
     def _authenticate(self, user: str) -> None:
@@ -123,6 +134,7 @@ class Ledger:
         self._lines: list[bytes] = []
         self._bytes_in = 0
         self._bytes_out = 0
+        self._longest_line_out = 0
         self._connected = 0
         self._peak_connected = 0
 
@@ -137,6 +149,7 @@ class Ledger:
             self._lines.extend(record.lines)
             self._bytes_in += record.bytes_in
             self._bytes_out += record.bytes_out
+            self._longest_line_out = max(self._longest_line_out, record.longest_line_out)
 
     def admit(self, record: SessionRecord, user: str, limit: int) -> bool:
         """Mark `record` authenticated as `user` unless `limit` sessions here already are."""
@@ -171,6 +184,12 @@ class Ledger:
             return self._bytes_out
 
     @property
+    def longest_line_out(self) -> int:
+        """The longest response line written since the last reset (CRLF included)."""
+        with _LOCK:
+            return self._longest_line_out
+
+    @property
     def connected(self) -> int:
         """Authenticated sessions open now."""
         with _LOCK:
@@ -200,5 +219,5 @@ class Ledger:
             self._records = [record for record in self._records if record.ended_at is None]
             self._commands.clear()
             self._lines.clear()
-            self._bytes_in = self._bytes_out = 0
+            self._bytes_in = self._bytes_out = self._longest_line_out = 0
             self._peak_connected = self._connected

@@ -20,6 +20,7 @@ from standins.fakegmail.faults import Faults
 from standins.fakegmail.folders import Folder, folder_table
 from standins.fakegmail.ledger import Ledger, SessionRecord
 from standins.fakegmail.message import FakeMessage
+from standins.fakegmail.quota import DailyQuota
 
 DEFAULT_MAX_CONNECTIONS = 15
 _MSGID_SEQUENCE_BITS = 20
@@ -64,6 +65,7 @@ class Account:
         hide_all_mail: bool = False,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
         clock: Callable[[], float] = time.time,
+        daily_limit: int | None = None,
     ) -> None:
         self.email = email
         self.password = password
@@ -72,6 +74,8 @@ class Account:
         self.max_connections = max_connections
         self.faults = Faults()
         self.ledger = Ledger()
+        self.quota = DailyQuota(clock, daily_limit)
+        """Bytes sent in a rolling day; past `quota.limit` the account is locked (quota.py)."""
         self._clock = clock
         self._lock = threading.RLock()
         self._uidvalidity = uidvalidity
@@ -173,6 +177,14 @@ class Account:
         """Grows with every change to the account's messages."""
         with self._lock:
             return self._modseq
+
+    def skip_uids(self, count: int) -> None:
+        """Leave `count` UIDs unused before the next message, as mail deleted long ago does:
+        sparse UIDs, or UIDs that start in the millions."""
+        if count < 0:
+            raise ValueError("count >= 0")
+        with self._lock:
+            self._uidnext += count
 
     def set_uidvalidity(self, uidvalidity: int) -> None:
         """A new UIDVALIDITY: messages are renumbered from 1 in their order (between sessions).

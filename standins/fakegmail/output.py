@@ -43,6 +43,7 @@ class Output:
 
     async def line(self, text: bytes) -> None:
         """Write one response line (CRLF added)."""
+        self._record.line_sent(len(text) + len(_CRLF))
         await self.send(text + _CRLF)
 
     async def last_words(self, text: bytes) -> None:

@@ -7,7 +7,11 @@ announces a literal that must be read before the command is complete.
 Tokens: an `Atom` (a str: keywords, numbers, NIL, flags, sequence sets, fetch attributes such as
 `BODY.PEEK[HEADER.FIELDS (FROM)]<0.100>` with their bracketed section kept whole), `bytes` for a
 quoted string or a literal, and a tuple for a parenthesised list. Separators are single spaces,
-as RFC 3501 requires; anything else is a `ParseError`.
+as RFC 3501 requires; anything else is a `ParseError`. A quoted string holding 8-bit bytes (RFC
+3501 allows 7-bit QUOTED-CHARs only) is kept as `EightBitQuoted`: in a SEARCH, Gmail answers
+`BAD Could not parse command` to one, and to a literal holding 8-bit bytes without
+`CHARSET UTF-8` (`eight_bit_without_charset`); both facts and their sources are in
+docs/gmail-facts.md.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ class ParseError(ValueError):
 
 class Atom(str):
     """An IMAP atom as the client sent it (compare case-insensitively where IMAP does)."""
+
+    __slots__ = ()
+
+
+class EightBitQuoted(bytes):
+    """A quoted string that holds 8-bit bytes, which RFC 3501 does not allow in one."""
 
     __slots__ = ()
 
@@ -151,7 +161,7 @@ class _Lexer:
             byte = self.data[self.pos]
             self.pos += 1
             if byte == ord('"'):
-                return bytes(out)
+                return bytes(out) if out.isascii() else EightBitQuoted(out)
             if byte in (0, ord("\r"), ord("\n")):
                 break
             if byte == ord("\\"):
@@ -186,6 +196,30 @@ class _Lexer:
         if self.pos == start:
             raise ParseError(f"expected a token at {start}")
         return Atom(self.data[start : self.pos].decode("ascii"))
+
+
+def eight_bit_without_charset(args: tuple[Token, ...]) -> bool:
+    """Whether SEARCH arguments carry 8-bit bytes as Gmail cannot parse them: in a quoted
+    string, or in a literal without `CHARSET UTF-8` first (the command is then US-ASCII)."""
+    charset = args[1] if len(args) > 1 and _is_atom(args[0], "CHARSET") else None
+    declared = isinstance(charset, bytes | Atom) and _ascii(charset).upper() == "UTF-8"
+    return any(_eight_bit(token, literal_too=not declared) for token in args)
+
+
+def _is_atom(token: Token, value: str) -> bool:
+    return isinstance(token, Atom) and token.upper() == value
+
+
+def _ascii(token: Atom | bytes) -> str:
+    return str(token) if isinstance(token, Atom) else token.decode("ascii", "replace")
+
+
+def _eight_bit(token: Token, *, literal_too: bool) -> bool:
+    if isinstance(token, tuple):
+        return any(_eight_bit(inner, literal_too=literal_too) for inner in token)
+    if isinstance(token, EightBitQuoted):
+        return True
+    return literal_too and isinstance(token, bytes) and not token.isascii()
 
 
 def as_text(token: Token) -> str:

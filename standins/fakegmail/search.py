@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from standins.fakegmail import gmsearch, mutf7, texts
-from standins.fakegmail.mailbox import StoredMessage
+from standins.fakegmail.mailbox import Account, StoredMessage
 from standins.fakegmail.protocol import (
     Command,
     ParseError,
@@ -47,15 +48,34 @@ _FLAG_KEYS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Candidate:
-    """A message as a search key sees it."""
+    """A message as a search key sees it. The message itself is read only when a key asks for
+    more than its numbers (a generated account makes it then), so a UID set narrows a search
+    of a big account cheaply."""
 
     seq: int
-    stored: StoredMessage
+    uid: int
+    account: Account
     largest_uid: int
     largest_seq: int
     now: datetime
+
+    @cached_property
+    def stored(self) -> StoredMessage:
+        """The message (`found` checks that it still exists)."""
+        stored = self.account.message(self.uid)
+        if stored is None:
+            raise LookupError(self.uid)
+        return stored
+
+    @property
+    def found(self) -> bool:
+        """Whether the message still exists."""
+        try:
+            return self.stored is not None
+        except LookupError:
+            return False
 
 
 Predicate = Callable[[Candidate], bool]
@@ -68,11 +88,13 @@ async def search(session: Session, command: Command) -> bytes:
     now = datetime.fromtimestamp(session.shared.clock(), UTC)
     found: list[int] = []
     for seq, uid in enumerate(view.uids, start=1):
-        stored = account.message(uid)
-        if stored is None:
+        candidate = Candidate(seq, uid, account, view.largest_uid, len(view.uids), now)
+        try:
+            matched = predicate(candidate)
+        except LookupError:  # gone since SELECT
             continue
-        if predicate(Candidate(seq, stored, view.largest_uid, len(view.uids), now)):
-            found.append(stored.uid if command.name.startswith("UID") else seq)
+        if matched and candidate.found:
+            found.append(uid if command.name.startswith("UID") else seq)
     await session.output.line(b"* SEARCH" + b"".join(b" %d" % number for number in found))
     return texts.SEARCH_DONE
 
@@ -131,7 +153,7 @@ def _all(keys: _Keys) -> Predicate:
 
 def _uid(keys: _Keys) -> Predicate:
     uids = parse_sequence_set(keys.next())
-    return lambda c: uids.contains(c.stored.uid, c.largest_uid)
+    return lambda c: uids.contains(c.uid, c.largest_uid)
 
 
 def _not(keys: _Keys) -> Predicate:

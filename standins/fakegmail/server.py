@@ -19,6 +19,7 @@ from types import TracebackType
 
 from standins import tokens
 from standins.fakegmail.config import GmailConfig, load_config
+from standins.fakegmail.generated import GeneratedAccount
 from standins.fakegmail.ledger import Ledger, SessionRecord
 from standins.fakegmail.mailbox import DEFAULT_MAX_CONNECTIONS, Account, Accounts
 from standins.fakegmail.output import Output
@@ -94,6 +95,31 @@ class FakeGmail:
             clock=self._clock,
         )
         return self.accounts.add(account)
+
+    def add_generated_account(
+        self,
+        email: str,
+        *,
+        count: int,
+        seed: int = 0,
+        first_uid: int = 1,
+        spacing: int = 1,
+        attachment_every: int = 1000,
+        password: str | None = None,
+    ) -> GeneratedAccount:
+        """A new account of `count` messages made as they are read (generated.py)."""
+        account = GeneratedAccount(
+            email,
+            count=count,
+            seed=seed,
+            first_uid=first_uid,
+            spacing=spacing,
+            attachment_every=attachment_every,
+            password=password,
+            clock=self._clock,
+        )
+        self.accounts.add(account)
+        return account
 
     def account(self, email: str) -> Account:
         """The account of `email`; KeyError when there is none."""

@@ -4,7 +4,8 @@ Commands are answered one after the other in the order they arrive, so a client 
 several without waiting. Each handler writes its untagged responses and returns its completion
 (`OK ...`, `NO ...`); the session puts the tag in front, and the ` [THROTTLED]` suffix when a
 fault says so. Before a command runs in a selected folder, mail that arrived since the last
-command is announced with `* n EXISTS`.
+command is announced with `* n EXISTS`. `ID` is answered as Gmail answers it, in any state
+(docs/gmail-facts.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from standins.fakegmail.faults import FaultKind, FaultTracker
 from standins.fakegmail.ledger import SessionRecord
 from standins.fakegmail.mailbox import Account, Accounts
 from standins.fakegmail.output import Output, SessionEnd
-from standins.fakegmail.protocol import Command, ParseError, literal_marker, parse_command
+from standins.fakegmail.protocol import (
+    Command,
+    ParseError,
+    eight_bit_without_charset,
+    literal_marker,
+    parse_command,
+)
 
 MAX_LITERAL = 1 << 20
 _BYE = {
@@ -77,6 +84,7 @@ class Session:
         self.account: Account | None = None
         self.selection: selection.Selection | None = None
         self.logging_out = False
+        self.token_expires_at: float | None = None  # an XOAUTH2 session ends with its token
 
     @property
     def session_id(self) -> bytes:
@@ -126,7 +134,7 @@ class Session:
     async def logged_in(self, account: Account) -> None:
         """The login succeeded: the account's faults apply from now on."""
         self.account = account
-        self.output.tracker = FaultTracker(account.faults)
+        self.output.tracker = FaultTracker(account.faults, account.quota)
         await self.output.line(b"* CAPABILITY " + texts.CAPABILITIES_AFTER_AUTH)
 
     async def _read_command(self) -> bytes | None:
@@ -166,6 +174,9 @@ class Session:
                 await self.output.line(error.tag.encode() + b" " + texts.BAD_SYNTAX)
             return
         self.record.command(command.name, raw)
+        if self.token_expires_at is not None and self.shared.clock() >= self.token_expires_at:
+            await self.output.last_words(texts.BYE_SESSION_EXPIRED)
+            raise SessionEnd
         reply = await self._run(command)
         tracker = self.output.tracker
         if reply.startswith(b"OK") and tracker and (throttle := tracker.throttle()):
@@ -217,8 +228,14 @@ async def _success(session: Session, command: Command) -> bytes:
 
 
 async def _id(session: Session, command: Command) -> bytes:
-    await session.output.line(texts.ID_RESPONSE)
+    await session.output.line(texts.ID_RESPONSE % session.peer_ip.encode())
     return texts.SUCCESS
+
+
+async def _search(session: Session, command: Command) -> bytes:
+    if eight_bit_without_charset(command.args):
+        raise ParseError("8-bit bytes in a quoted string, or without CHARSET UTF-8")
+    return await search.search(session, command)
 
 
 async def _namespace(session: Session, command: Command) -> bytes:
@@ -251,8 +268,8 @@ ROUTES: dict[str, Route] = {
     "CLOSE": Route(selection.close, Needs.SELECTED),
     "UNSELECT": Route(selection.close, Needs.SELECTED),
     "CHECK": Route(_success, Needs.SELECTED),
-    "SEARCH": Route(search.search, Needs.SELECTED),
-    "UID SEARCH": Route(search.search, Needs.SELECTED),
+    "SEARCH": Route(_search, Needs.SELECTED),
+    "UID SEARCH": Route(_search, Needs.SELECTED),
     "FETCH": Route(fetch.fetch, Needs.SELECTED),
     "UID FETCH": Route(fetch.fetch, Needs.SELECTED),
 }

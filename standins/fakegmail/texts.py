@@ -1,4 +1,6 @@
-"""What Gmail says, verbatim (GMAIL_IMAP.md): greetings, capabilities, completions, failures.
+"""What Gmail says, verbatim (GMAIL_IMAP.md; docs/gmail-facts.md for the ID answer, IMAP turned
+off, and what Gmail refuses to parse in a SEARCH, each with its public source): greetings,
+capabilities, completions, failures.
 
 Completions are written without the tag; the session puts `<tag> ` in front. Texts Gmail is not
 known to use for a case are marked as the fake's own choice.
@@ -22,8 +24,9 @@ XOAUTH2_CHALLENGE = base64.b64encode(
     b'{"status":"400","schemes":"Bearer","scope":"https://mail.google.com/"}'
 )
 CONTINUE_LITERAL = b"+ go ahead"
-ID_RESPONSE = (
-    b'* ID ("name" "GImap" "vendor" "Google, Inc." "support-url" "https://support.google.com/mail")'
+ID_RESPONSE = (  # the client's address
+    b'* ID ("name" "GImap" "vendor" "Google, Inc." "support-url" "https://support.google.com/mail" '
+    b'"version" "gmail_imap_200428.12_p0" "remote-host" "%s")'
 )
 NAMESPACE_RESPONSE = b'* NAMESPACE (("" "/")) NIL NIL'
 
@@ -48,6 +51,14 @@ TOO_MANY_CONNECTIONS = b"NO [ALERT] Too many simultaneous connections. (Failure)
 WEB_LOGIN_ALERT = b"* NO [WEBALERT %s] Web login required."  # url
 WEB_LOGIN_REFUSED = b"NO [ALERT] Please log in via your web browser: %s (Failure)"  # url
 LOOKUP_FAILED = b"NO Lookup failed %s"  # session id
+IMAP_DISABLED = (  # the user turned IMAP off in Gmail settings
+    b"NO [ALERT] Your account is not enabled for IMAP use. Please visit your Gmail settings page "
+    b"and enable your account for IMAP access. (Failure)"
+)
+IMAP_DISABLED_DOMAIN = (  # a Workspace administrator turned IMAP off; the 2nd sentence varies
+    b"NO [ALERT] IMAP access is disabled for your domain. Please contact your domain "
+    b"administrator for questions about this feature. (Failure)"
+)
 PARTIAL_FETCH = b"NO Some messages could not be FETCHed (Failure)"
 SYSTEM_ERROR = b"NO System Error (Failure)"
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,20 +26,13 @@ from standins.fakegmail import FakeGmail, FakeMessage
 from standins.fakeoauth import FakeTokenEndpoint
 from standins.imapfront import ImapProxy
 from tests.plugins.fakes import build_message
+from tests.plugins.workers import run_worker_once, worker_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 VICTIM, BYSTANDER = "victim@example.com", "bystander@example.com"
 MAX_RSS = 300 * 2**20  # the bound the worker must stay under, whatever the server sends
 MB = 2**20
-# The child's peak RSS, in a wrapper whose only child is the worker.
-WRAPPER = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.call([sys.executable, '-c', 'from workers.cli import main; main()',"
-    " 'worker', '--once', '--client-id', '0', '--client-count', '1'])\n"
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)\n"
-    "sys.exit(code)\n"
-)
 
 
 class Deployment:
@@ -64,21 +55,18 @@ class Deployment:
         key = Fernet.generate_key().decode()
         self.cipher = TokenCipher(key)
         self.oauth = oauth
-        self.env = {
-            **os.environ,
-            "CRAWLER_MONGODB_URL": f"{mongo.uri}/{name}",
-            "CRAWLER_REDIS_PREFIX": prefix,
-            "CRAWLER_IMAP_HOST": "127.0.0.1",
-            "CRAWLER_IMAP_PORT": str(front.port),
-            "CRAWLER_IMAP_TLS": "false",
-            "CRAWLER_IMAP_TIMEOUT": "5",
-            "CRAWLER_OAUTH_TOKEN_URL": oauth.url,
-            "CRAWLER_SECRET_KEY": key,
-            "CRAWLER_BLOB_DIR": str(tmp / "blobs"),
-            "CRAWLER_RETRY_ATTEMPTS": "1",
-            "CRAWLER_RETRY_WAIT": "0.1",
-            "CRAWLER_MAX_ATTACHMENT_SIZE": str(MB),
-        }
+        self.env = worker_env(
+            mongodb_url=f"{mongo.uri}/{name}",
+            redis_prefix=prefix,
+            imap_port=front.port,
+            token_url=oauth.url,
+            secret_key=key,
+            blob_dir=tmp / "blobs",
+            CRAWLER_IMAP_TIMEOUT="5",
+            CRAWLER_RETRY_ATTEMPTS="1",
+            CRAWLER_RETRY_WAIT="0.1",
+            CRAWLER_MAX_ATTACHMENT_SIZE=str(MB),
+        )
 
     def add_account(self, email: str, user_uuid: str) -> Any:
         account = self.gmail.add_account(email)
@@ -90,15 +78,9 @@ class Deployment:
 
     def crawl(self) -> int:
         """One pass of a worker process; its peak RSS in bytes."""
-        done = subprocess.run(
-            [sys.executable, "-c", WRAPPER],
-            check=False,
-            env=self.env,
-            capture_output=True,
-            timeout=150,
-        )
+        done, peak = run_worker_once(self.env)
         assert done.returncode in {0, 1}, done.stderr.decode()[-2000:]  # 1: a crawl failed
-        return int(done.stdout.split()[-1])
+        return peak
 
     def close(self) -> None:
         self.client.close()

@@ -586,6 +586,7 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
             new_status("slow", now) | throttled,
             new_status("gone", now) | {"state": "auth_failed", "last_error": revoked},
             new_status("broken", now) | {"state": "error", "last_error": missing},
+            new_status("capped", now) | {"folder_warning": "exactly 1,000 messages"},
         ]
     )
     keys = admin.keys
@@ -598,7 +599,7 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
     report = json.loads(admin.run("status --json").stdout)
     table = admin.run("status").stdout
 
-    states = {"idle": 1, "crawling": 0, "throttled": 1, "auth_failed": 1, "error": 1}
+    states = {"idle": 2, "crawling": 0, "throttled": 1, "auth_failed": 1, "error": 1}
     assert report["accounts_by_state"] == states
     shards = {row["worker"]: row["shard"] for row in report["workers"]}
     assert shards == {"w-a": "0/2", "w-b": "1/2", "w-dead": None}
@@ -608,8 +609,9 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
     assert [row["user_uuid"] for row in report["failing"]] == ["broken", "gone"]  # latest first
     assert report["failing"][1]["last_error"]["type"] == "AuthRevoked"
     assert report["queues"] == [{"user_uuid": "slow", "queued": 3, "inflight": 1, "lease": "w-a"}]
+    assert report["warnings"] == [["capped", "exactly 1,000 messages"]]
     assert report["totals"] == {
-        "accounts": 4,
+        "accounts": 5,
         "live_workers": 2,
         "queued": 3,
         "inflight": 1,
@@ -619,6 +621,7 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
     }
     shown = ["w-a", "0/2", "expired", slow["until_utc"], f"{now + 600:.0f}", "(in 9m", "over_quota"]
     shown += ["AuthRevoked: invalid_grant [revoked]", "email is missing", "Queues", "w-a"]
+    shown += ["Accounts that may be cut short", "exactly 1,000 messages"]
     for text in shown:
         assert text in table, text
 

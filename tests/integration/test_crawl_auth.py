@@ -43,17 +43,23 @@ def test_a_refused_token_is_refreshed_once_and_the_login_retried(world: World) -
     assert world.gmail.ledger.sessions_opened == 1
 
 
-def test_a_token_refused_twice_is_auth_failed(world: World) -> None:
+def test_a_token_refused_twice_in_three_crawls_is_auth_failed(world: World) -> None:
     world.add_account(EMAIL, "u1")
     world.gmail.account(EMAIL).faults.add(Fault(FaultKind.INVALID_TOKEN))
 
-    assert world.iterate().outcomes == {"u1": "auth_failed"}
+    # The cached token, then a fresh one, refused: not proof of revocation until it lasts.
+    assert world.iterate().outcomes == {"u1": "error"}
+    assert world.status("u1")["last_error"]["type"] == "FreshTokenRefused"
+    for _ in range(2):
+        world.make_due("u1")
+        outcomes = world.iterate().outcomes
+    assert outcomes == {"u1": "auth_failed"}
 
     status = world.status("u1")
     assert status["last_error"]["type"] == "AuthFailed"
     assert "AUTHENTICATIONFAILED" in status["last_error"]["message"]
     assert status["next_crawl_at"] is None
-    assert world.gmail.ledger.commands["AUTHENTICATE"] == 2
+    assert world.gmail.ledger.commands["AUTHENTICATE"] == 6  # each crawl: cached, then fresh
 
 
 def test_a_revoked_grant_is_auth_failed_with_no_retries(mailbox: World) -> None:

@@ -13,7 +13,7 @@ from tests.plugins.fakes import build_message
 pytestmark = pytest.mark.integration
 
 EMAIL = "alice@example.com"
-COMMANDS = {b"CAPABILITY", b"AUTHENTICATE", b"LIST", b"EXAMINE", b"UID", b"LOGOUT"}
+COMMANDS = {b"CAPABILITY", b"AUTHENTICATE", b"ID", b"LIST", b"EXAMINE", b"UID", b"LOGOUT"}
 
 
 def command_names(gmail: FakeGmail) -> list[bytes]:

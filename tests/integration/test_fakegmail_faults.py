@@ -284,6 +284,36 @@ def test_lookup_failed(fake_gmail: FakeGmail, account: Account) -> None:
         assert raw.line() == b"a1 NO Lookup failed " + session_id + b"\r\n"
 
 
+@pytest.mark.parametrize(
+    ("kind", "refusal"),
+    [
+        (
+            FaultKind.IMAP_DISABLED,
+            b"NO [ALERT] Your account is not enabled for IMAP use. Please visit your Gmail "
+            b"settings page and enable your account for IMAP access. (Failure)",
+        ),
+        (
+            FaultKind.IMAP_DISABLED_DOMAIN,
+            b"NO [ALERT] IMAP access is disabled for your domain. Please contact your domain "
+            b"administrator for questions about this feature. (Failure)",
+        ),
+    ],
+)
+def test_imap_turned_off(
+    fake_gmail: FakeGmail, account: Account, kind: FaultKind, refusal: bytes
+) -> None:
+    account.faults.add(Fault(kind))
+    with RawImap(fake_gmail.port) as raw:
+        raw.greeting()
+        authenticate(raw)  # refused at once: no 400 challenge, whatever the token
+        assert raw.until_tagged(b"a1") == [b"a1 " + refusal + b"\r\n"]
+        raw.send(b'a2 LOGIN alice@example.com "app-password"\r\n')
+        assert raw.until_tagged(b"a2") == [b"a2 " + refusal + b"\r\n"]
+        raw.send(b"a3 NOOP\r\n")  # still not logged in
+        assert raw.until_tagged(b"a3") == [b"a3 OK Success\r\n"]
+    assert account.faults.fired(kind) == 2
+
+
 def test_web_login_required(fake_gmail: FakeGmail, account: Account) -> None:
     url = "https://accounts.google.com/signin/continue?sarp=1&scc=1&plt=AKgnsbtest"
     account.faults.add(Fault(FaultKind.WEB_LOGIN, url=url))

@@ -363,6 +363,61 @@ def test_search_wire_texts(fake_gmail: FakeGmail, messages: list[StoredMessage])
             assert raw.until_tagged(tag) == [tag + b" BAD Could not parse command\r\n"]
 
 
+def test_id_is_answered_as_gmail_does(fake_gmail: FakeGmail, account: Account) -> None:
+    answer = (
+        b'* ID ("name" "GImap" "vendor" "Google, Inc." "support-url" '
+        b'"https://support.google.com/mail" "version" "gmail_imap_200428.12_p0" '
+        b'"remote-host" "127.0.0.1")\r\n'
+    )
+    with RawImap(fake_gmail.port) as raw:
+        raw_login(raw)
+        raw.send(b'a1 ID ("name" "gmail-attachment-crawler" "contact" "ops@example.com")\r\n')
+        assert raw.until_tagged(b"a1") == [answer, b"a1 OK Success\r\n"]
+    imap = IMAPClient("127.0.0.1", fake_gmail.port, ssl=False, timeout=10)
+    try:
+        imap.oauth2_login(EMAIL, token())
+        [fields] = imap.id_({"name": "x"})
+        assert dict(zip(fields[::2], fields[1::2], strict=True))[b"name"] == b"GImap"
+    finally:
+        imap.logout()
+
+
+def test_non_ascii_search_needs_charset_utf8_and_a_literal(
+    fake_gmail: FakeGmail, account: Account
+) -> None:
+    account.add_message(build_message("Rechnung März", attachments={"r.pdf": PDF}))
+    account.add_message(build_message("Other"))
+    marz = "März".encode()
+    with RawImap(fake_gmail.port) as raw:
+        raw_login(raw)
+        raw.send(b'a1 EXAMINE "[Gmail]/All Mail"\r\n')
+        raw.until_tagged(b"a1")
+        # 8-bit bytes in a quoted string: with or without CHARSET, not IMAP (RFC 3501 QUOTED-CHAR)
+        for tag, charset in [(b"b1", b""), (b"b2", b"CHARSET UTF-8 ")]:
+            raw.send(tag + b" UID SEARCH " + charset + b'X-GM-RAW "subject:' + marz + b'"\r\n')
+            assert raw.until_tagged(tag) == [tag + b" BAD Could not parse command\r\n"]
+        # a literal holding 8-bit bytes, in a command that said no charset or US-ASCII
+        query = b"subject:" + marz
+        literal = b"{%d+}\r\n" % len(query) + query
+        for tag, charset in [(b"b3", b""), (b"b4", b"CHARSET US-ASCII ")]:
+            raw.send(tag + b" UID SEARCH " + charset + b"X-GM-RAW " + literal + b"\r\n")
+            assert raw.until_tagged(tag) == [tag + b" BAD Could not parse command\r\n"]
+        raw.send(b"b5 UID SEARCH (X-GM-RAW " + literal + b")\r\n")  # nested too
+        assert raw.until_tagged(b"b5") == [b"b5 BAD Could not parse command\r\n"]
+        # what works: CHARSET UTF-8 and a literal (synchronising or not)
+        raw.send(b"a2 UID SEARCH CHARSET UTF-8 X-GM-RAW " + literal + b"\r\n")
+        assert raw.until_tagged(b"a2") == [
+            b"* SEARCH 1\r\n",
+            b"a2 OK SEARCH completed (Success)\r\n",
+        ]
+        raw.send(b"a3 UID SEARCH CHARSET UTF-8 X-GM-RAW {%d}\r\n" % len(query))
+        assert raw.line() == b"+ go ahead\r\n"
+        raw.send(query + b"\r\n")
+        assert raw.until_tagged(b"a3")[0] == b"* SEARCH 1\r\n"
+        raw.send(b"a4 UID SEARCH X-GM-RAW {6+}\r\nOther \r\n")  # an ASCII literal needs none
+        assert raw.until_tagged(b"a4")[0] == b"* SEARCH 2\r\n"
+
+
 # -- fetch --------------------------------------------------------------------------------
 
 
@@ -489,7 +544,8 @@ def test_wrong_state_and_bad_commands(fake_gmail: FakeGmail, account: Account) -
         assert raw.until_tagged(b"a6") == [b"a6 BAD Command received in Invalid state.\r\n"]
         assert raw.until_tagged(b"a7") == [
             b'* ID ("name" "GImap" "vendor" "Google, Inc." "support-url" '
-            b'"https://support.google.com/mail")\r\n',
+            b'"https://support.google.com/mail" "version" "gmail_imap_200428.12_p0" '
+            b'"remote-host" "127.0.0.1")\r\n',
             b"a7 OK Success\r\n",
         ]
         assert raw.until_tagged(b"a8") == [

@@ -82,7 +82,7 @@ rule_query = st.one_of(hostile_text, gmail_query)
 # -- the wire, read by the grammar --------------------------------------------------------------
 
 _SEARCH = re.compile(
-    rb"(?P<tag>[A-Za-z0-9]+) UID SEARCH (?P<charset>CHARSET UTF-8 )?UID (?P<above>\d+):\*"
+    rb"(?P<tag>[A-Za-z0-9]+) UID SEARCH (?P<charset>CHARSET UTF-8 )?UID (?P<above>\d+):\d+"
     rb"(?: X-GM-RAW (?P<query>.*))?\r\n",
     re.DOTALL,
 )
@@ -124,10 +124,10 @@ def command_name(line: bytes) -> str:
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        (b'a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW "a \\"b\\" \\\\"\r\n', (0, 'a "b" \\')),
-        (b"a1 UID SEARCH CHARSET UTF-8 UID 8:* X-GM-RAW {2}\r\n\xc3\xa9\r\n", (7, "\u00e9")),
-        (b"a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW from:a@b.c\r\n", (0, "from:a@b.c")),
-        (b"a1 UID SEARCH UID 1:*\r\n", (0, None)),
+        (b'a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW "a \\"b\\" \\\\"\r\n', (0, 'a "b" \\')),
+        (b"a1 UID SEARCH CHARSET UTF-8 UID 8:9 X-GM-RAW {2}\r\n\xc3\xa9\r\n", (7, "\u00e9")),
+        (b"a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW from:a@b.c\r\n", (0, "from:a@b.c")),
+        (b"a1 UID SEARCH UID 1:9\r\n", (0, None)),
     ],
 )
 def test_the_grammar_check_reads_quoted_strings_and_literals(
@@ -139,12 +139,12 @@ def test_the_grammar_check_reads_quoted_strings_and_literals(
 @pytest.mark.parametrize(
     "line",
     [
-        b"a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW (a)\r\n",  # a list, not a string
-        b"a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW a*\r\n",  # a wildcard in an atom
-        b"a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW {5}\r\n",  # a literal without its data
-        b'a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW "a" "b"\r\n',  # two arguments
-        b'a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW "a\r\nA2 LOGOUT"\r\n',  # CRLF in a string
-        b"a1 UID SEARCH CHARSET UTF-8 UID 1:* X-GM-RAW {9}\r\nx\r\n",  # short literal
+        b"a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW (a)\r\n",  # a list, not a string
+        b"a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW a*\r\n",  # a wildcard in an atom
+        b"a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW {5}\r\n",  # a literal without its data
+        b'a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW "a" "b"\r\n',  # two arguments
+        b'a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW "a\r\nA2 LOGOUT"\r\n',  # CRLF in a string
+        b"a1 UID SEARCH CHARSET UTF-8 UID 1:9 X-GM-RAW {9}\r\nx\r\n",  # short literal
     ],
 )
 def test_the_grammar_check_refuses_anything_else(line: bytes) -> None:
@@ -168,9 +168,9 @@ def searched_by_a_session(gmail: FakeGmail, account: Account, query: str | None)
     session = ImapSession("127.0.0.1", gmail.port, tls=False, timeout=5, max_literal=2**20)
     try:
         session.xoauth2(EMAIL, tokens.issue(EMAIL, time.time() + 3600))
-        session.examine(ALL_MAIL)
+        folder = session.examine(ALL_MAIL)
         try:
-            session.search(query, 0)
+            session.search(query, 0, folder.uidnext)
         except ProtocolError as error:  # the fake refuses what it cannot model, as BAD
             assert "BAD" in str(error), error
     finally:
@@ -200,11 +200,12 @@ def test_a_rule_query_crosses_the_wire_as_one_argument_or_is_a_named_bad_rule(
     own = [line for line in lines if command_name(line) != "CAPABILITY"]
     assert [command_name(line) for line in own] == [
         "AUTHENTICATE",
+        "ID",
         "EXAMINE",
         "UID SEARCH",
         "LOGOUT",
     ], lines
-    assert search_argument(own[2]) == (0, rule.search_query)
+    assert search_argument(own[3]) == (0, rule.search_query)
 
 
 @settings(max_examples=40, deadline=None)
@@ -260,7 +261,7 @@ def test_a_crawl_sends_one_search_per_distinct_valid_query_and_names_the_bad_rul
     assert sorted(search_argument(line)[1] or "" for line in searches) == sorted(
         query or "" for query in expected
     )
-    allowed = {"CAPABILITY", "AUTHENTICATE", "LIST", "EXAMINE", "UID SEARCH", "UID FETCH"}
+    allowed = {"CAPABILITY", "AUTHENTICATE", "ID", "LIST", "EXAMINE", "UID SEARCH", "UID FETCH"}
     assert set(names) - {"LOGOUT"} <= allowed, names
     assert names["LOGOUT"] == account.ledger.sessions_opened
 
@@ -290,8 +291,8 @@ def test_a_hostile_folder_name_stays_one_examine_argument(world: World, folder: 
     assert world.iterate().outcomes == {"bob": "error"}  # there is no such folder
 
     names = [command_name(line) for line in account.ledger.lines]
-    assert names == ["CAPABILITY", "LOGIN", "EXAMINE", "LOGOUT"], account.ledger.lines
-    examine = account.ledger.lines[2]
+    assert names == ["CAPABILITY", "LOGIN", "ID", "EXAMINE", "LOGOUT"], account.ledger.lines
+    examine = account.ledger.lines[3]
     assert re.fullmatch(rb'\S+ EXAMINE "(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\["\\])*"\r\n', examine)
 
 

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from config import Settings
 from crawler.backoff import error_delay
 from crawler.errors import AuthFailed, Transient
+from crawler.keys import Keys
 from crawler.oauth import MAX_ANSWER, Consent, TokenCipher, TokenSource
 from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from standins.hostile_oauth import (
@@ -294,16 +295,20 @@ def test_a_wrong_client_secret_is_a_config_error_and_the_account_ends_error(
     """The fake answers a wrong secret as Google does: 401 invalid_client."""
     wrong = mailbox.settings.model_copy(update={"oauth_client_secret": SecretStr("not-it")})
 
-    assert mailbox.iterate(settings=wrong).outcomes == {"u1": "error"}
+    # Our client is at fault, not the account: the fleet waits, the account is left idle.
+    assert mailbox.iterate(settings=wrong).outcomes == {"u1": "deferred"}
 
-    status = assert_error_with_backoff(mailbox, "ConfigError")
-    message = status["last_error"]["message"]
+    status = mailbox.status("u1")
+    assert (status["state"], status["last_error"]) == ("idle", None)
+    assert status["next_crawl_at"] == pytest.approx(mailbox.now + 300, abs=2)
+    message = mailbox.redis.get(Keys(mailbox.settings.redis_prefix).oauth_refused).decode()
     assert "invalid_client" in message
     assert "CRAWLER_OAUTH_CLIENT_ID" in message and "CRAWLER_OAUTH_CLIENT_SECRET" in message
     assert "not-it" not in message
     assert mailbox.oauth.requests[-1].error == "invalid_client"
     assert mailbox.oauth.refresh_count("refresh-u1") == 1  # not retried within the crawl
 
+    mailbox.redis.delete(Keys(mailbox.settings.redis_prefix).oauth_refused)  # the wait is over
     mailbox.now = status["next_crawl_at"]
     assert mailbox.iterate().outcomes == {"u1": "idle"}  # the client fixed: the account comes back
 
@@ -316,10 +321,11 @@ def test_a_misconfigured_client_is_a_config_error_naming_the_client_settings(
 ) -> None:
     mailbox.oauth.misbehave(Refuse(401 if code == "invalid_client" else 400, code))
 
-    assert mailbox.iterate().outcomes == {"u1": "error"}
+    assert mailbox.iterate().outcomes == {"u1": "deferred"}
 
-    message = assert_error_with_backoff(mailbox, "ConfigError")["last_error"]["message"]
+    message = mailbox.redis.get(Keys(mailbox.settings.redis_prefix).oauth_refused).decode()
     assert code in message and "CRAWLER_OAUTH_CLIENT_ID" in message
+    assert mailbox.status("u1")["state"] == "idle"
     assert mailbox.oauth.refresh_count("refresh-u1") == 1
 
 

@@ -4,9 +4,11 @@ from crawler.errors import (
     AccountUnavailable,
     AuthFailed,
     CrawlerError,
+    ImapDisabled,
     OverQuota,
     PartialFetch,
     ProtocolError,
+    SessionExpired,
     Throttled,
     TooManyConnections,
     Transient,
@@ -32,11 +34,26 @@ pytestmark = pytest.mark.unit
             WebLoginRequired,
         ),
         (b"A1 NO Lookup failed 7c2b", AccountUnavailable),
+        (
+            b"A1 NO [ALERT] Your account is not enabled for IMAP use. Please visit your Gmail "
+            b"settings page and enable your account for IMAP access. (Failure)",
+            ImapDisabled,
+        ),
+        (
+            b"A1 NO [ALERT] IMAP access is disabled for your domain. Please contact your domain "
+            b"administrator for questions about this feature. (Failure)",
+            ImapDisabled,
+        ),
+        (
+            b"A1 NO [ALERT] IMAP access is disabled for your domain. Please contact your domain "
+            b"administrator. (Failure)",
+            ImapDisabled,
+        ),
         (b"A9 NO Some messages could not be FETCHed (Failure)", PartialFetch),
         (b"A9 NO System Error (Failure)", Transient),
         (b"A9 NO [UNAVAILABLE] try later", Transient),
         (b"* BYE System Error", Transient),
-        (b"* BYE Session expired, please login again.", Transient),
+        (b"* BYE Session expired, please login again.", SessionExpired),
         (b"A2 BAD Could not parse command", ProtocolError),
         (b"A5 OK Success", None),
         (b"A3 OK [READ-ONLY] [Gmail]/All Mail selected. (Success)", None),
@@ -48,3 +65,29 @@ pytestmark = pytest.mark.unit
 )
 def test_classify(line: bytes, expected: type[CrawlerError] | None) -> None:
     assert classify(line) is expected
+
+
+@pytest.mark.parametrize(
+    ("line", "by", "advice"),
+    [
+        (
+            "a1 NO [ALERT] Your account is not enabled for IMAP use. Please visit your Gmail "
+            "settings page and enable your account for IMAP access. (Failure)",
+            "user",
+            "IMAP is disabled by the user: in Gmail settings, 'Forwarding and POP/IMAP', "
+            "choose 'Enable IMAP'",
+        ),
+        (
+            "a1 NO [ALERT] IMAP access is disabled for your domain. Please contact your domain "
+            "administrator. (Failure)",
+            "domain",
+            "IMAP is disabled for the account's Google Workspace domain by its administrator",
+        ),
+    ],
+)
+def test_imap_disabled_says_by_whom_and_what_to_do(line: str, by: str, advice: str) -> None:
+    error = ImapDisabled(f"authenticate: {line}")  # as the session makes it
+    assert isinstance(error, AccountUnavailable)
+    assert error.by == by
+    assert str(error).startswith(advice)
+    assert str(error).endswith(f"; Gmail said: authenticate: {line}")

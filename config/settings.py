@@ -134,6 +134,11 @@ class Settings(BaseSettings):
         ge=0.1,
     )
     imap_timeout: float = _env("CRAWLER_IMAP_TIMEOUT", 60.0, "IMAP socket timeout, seconds")
+    imap_id_contact: str = _env(
+        "CRAWLER_IMAP_ID_CONTACT",
+        "",
+        "contact address sent in the IMAP ID command after login, as Google asks of clients",
+    )
     imap_min_rate: int = _env(
         "CRAWLER_IMAP_MIN_RATE",
         16384,

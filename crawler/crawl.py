@@ -169,6 +169,7 @@ class ImapCrawler:
             max_literal=max(self.settings.download_budget, self.settings.stream_size) + 2**16,
             ca_file=str(self.settings.imap_ca_file) if self.settings.imap_ca_file else None,
             min_rate=self.settings.imap_min_rate,
+            contact=self.settings.imap_id_contact or None,
         )
         session.tap.on_read = self._keep_lease  # a slow answer keeps the lease too
         return session

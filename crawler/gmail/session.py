@@ -37,11 +37,7 @@ try:
 except PackageNotFoundError:  # run from a source tree that is not installed
     _VERSION = "0+unknown"
 # What ID tells the server (RFC 2971): Google asks clients to name themselves and a contact.
-CLIENT_ID = {
-    "name": "gmail-attachment-crawler",
-    "version": _VERSION,
-    "contact": "imap-crawler@example.com",
-}
+CLIENT_ID = {"name": "gmail-attachment-crawler", "version": _VERSION}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 3501 ATOM-CHAR: printable ASCII but the atom-specials `(){%*"\]` and space.
 _ATOM = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z\[^_`a-z|}~]+")
@@ -95,9 +91,11 @@ class ImapSession:
         max_literal: int,
         ca_file: str | None = None,
         min_rate: int = 2**14,
+        contact: str | None = None,
     ) -> None:
         self.tap = WireTap(max_literal=max_literal, timeout=timeout, min_rate=min_rate)
         self.exists = 0  # messages in the folder EXAMINE opened: what a search may name
+        self.identity = CLIENT_ID | ({"contact": contact} if contact else {})  # sent as ID
         self.broken = False  # set once the connection is out of step: no command goes on it
         # Certificates are always verified; `ca_file` adds authorities to the system's.
         context = ssl.create_default_context() if tls else None
@@ -146,7 +144,7 @@ class ImapSession:
         if not self._call("capability", lambda: self.client.has_capability("ID")):
             return
         try:
-            self._call("id", lambda: self.client.id_(CLIENT_ID))
+            self._call("id", lambda: self.client.id_(self.identity))
         except (ProtocolError, Transient):
             if self.broken:
                 raise

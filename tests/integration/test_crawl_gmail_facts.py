@@ -85,6 +85,7 @@ def test_the_imap_disabled_backoff_is_a_setting_and_the_error_backoff_may_exceed
 
 
 def test_id_is_sent_once_right_after_authentication(world: World) -> None:
+    world.settings = world.settings.model_copy(update={"imap_id_contact": "ops@example.com"})
     world.add_account(EMAIL, "u1")
     world.gmail.account(EMAIL).add_message(build_message(attachments={"a.pdf": b"%PDF"}))
 
@@ -96,7 +97,7 @@ def test_id_is_sent_once_right_after_authentication(world: World) -> None:
     [line] = [line for line in world.gmail.ledger.lines if re.match(rb"\S+ ID ", line)]
     assert re.fullmatch(
         rb'\S+ ID \("name" "gmail-attachment-crawler" "version" "[^"]+" '
-        rb'"contact" "[^"@ ]+@[^" ]+"\)\r\n',
+        rb'"contact" "ops@example.com"\)\r\n',
         line,
     ), line
 

@@ -38,6 +38,7 @@ from crawler.narrow import one_at_a_time
 from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
 from crawler.rules import Rule, RuleTester
 from crawler.store import Store
+from crawler.store.status import Download
 from crawler.uidqueue import UidQueue
 
 MAX_FAILED_UIDS = 1000
@@ -334,8 +335,7 @@ class ImapCrawler:
         before = replace(self.result)
         self._process(session, downloader, batch)
         self.queue.ack(batch)
-        self._record_progress(before)
-        self._count_download(session)
+        self._record_progress(before, self._download_since(session))
 
     def _after_batch(self, session: ImapSession) -> None:
         """Whether to go on after a batch: the lease is renewed, or the crawl stops."""
@@ -357,20 +357,28 @@ class ImapCrawler:
                 raise LeaseLost(f"the lease of {self.user_uuid} expired and was not renewed")
             self.lease_renewed = now
 
-    def _record_progress(self, before: CrawlResult) -> None:
-        """Add the batch's counts to `crawl_status.totals`, so progress survives any stop."""
+    def _record_progress(self, before: CrawlResult, download: Download | None) -> None:
+        """Add the batch's counts to `crawl_status.totals`, and what it received to the
+        rolling count, in one write, so progress survives any stop."""
         done = {
             name: getattr(self.result, name) - getattr(before, name)
             for name in ("messages", "attachments", "bytes")
         }
-        self.store.statuses.progressed(self.user_uuid, self.clock(), done)
+        self.store.statuses.progressed(self.user_uuid, self.clock(), done, download)
 
     def _count_download(self, session: ImapSession) -> None:
         """Add what the session received since it was last counted to the account's rolling
-        24-hour count (`crawl_status.downloaded`), dropping the hours past it."""
+        24-hour count (`crawl_status.downloaded`)."""
+        download = self._download_since(session)
+        if download is not None:
+            self.store.statuses.downloaded(self.user_uuid, download)
+
+    def _download_since(self, session: ImapSession) -> Download | None:
+        """What the session received since it was last counted, now counted in the crawl's
+        own copy of the window (which drops the hours past it); None when nothing came."""
         size = session.tap.bytes_in - self.counted
         if size <= 0:
-            return
+            return None
         self.counted += size
         now = self.clock()
         hour, window = str(daily.hour_of(now)), dict(self.status.get("downloaded") or {})
@@ -378,7 +386,7 @@ class ImapCrawler:
         window = {key: value for key, value in window.items() if key not in gone}
         window[hour] = window.get(hour, 0) + size
         self.status["downloaded"] = window
-        self.store.statuses.downloaded(self.user_uuid, int(hour), size, gone)
+        return int(hour), size, gone
 
     def _check_daily_limit(self) -> None:
         """DailyLimit unless the next batch stays under CRAWLER_DAILY_DOWNLOAD_LIMIT, with when

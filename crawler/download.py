@@ -299,11 +299,12 @@ class _Blob:
         return []
 
     def _write(self, data: bytes) -> None:
+        was_within = self.size <= self.max_size
         self.size += len(data)
-        if self.size > self.max_size:
-            self.discard()  # nothing of an oversized part is kept
-        else:
+        if self.size <= self.max_size:
             self.writer.write(data)
+        elif was_within:
+            self.discard()  # nothing of an oversized part is kept; the rest is only counted
 
     def finish(self) -> list[Fetched]:
         """Store the part, unless it arrived over the size cap or no rule keeps it at its

@@ -108,6 +108,8 @@ class CrawlIterator:
         key = self.settings.secret_key.get_secret_value()
         # Only crawls that touch tokens need the key; they fail clearly without it.
         self.cipher = TokenCipher(key) if key else None
+        # When the fleet's wait for a refused OAuth client ends (read once a pass).
+        self.oauth_refused_until: float | None = None
 
     def _database(self, database: Database[Document] | str) -> Database[Document]:
         if isinstance(database, str):
@@ -133,6 +135,7 @@ class CrawlIterator:
         if self.store.resync_due(now, self.settings.resync_interval):
             self.store.resync_accounts(now)
         result = PassResult()
+        self.oauth_refused_until = self._oauth_refused_until()  # once a pass, not per crawl
         with ThreadPoolExecutor(concurrency, thread_name_prefix="crawl") as pool:
             running: dict[Future[str], str] = {}
             for status in self.due(now):
@@ -184,7 +187,8 @@ class CrawlIterator:
 
     def _run(self, user_uuid: str, status: Mapping[str, Any], queue: UidQueue) -> str:
         started = time.monotonic()
-        if (until := self._oauth_refused_until()) and self._uses_oauth(user_uuid):
+        until = self.oauth_refused_until
+        if until is not None and until > self.clock() and self._uses_oauth(user_uuid):
             self.store.statuses.deferred(user_uuid, until)  # the fleet waits for its client
             return "deferred"
         self.store.statuses.started(user_uuid, self.worker_id, self.clock())
@@ -308,6 +312,7 @@ class CrawlIterator:
         and are due when it ends, and the error is logged and reported once a day."""
         wait = max(1, round(self.settings.error_backoff))
         self.redis.set(self.keys.oauth_refused, str(error), ex=wait)
+        self.oauth_refused_until = self.clock() + wait  # the crawls of this pass wait too
         if self.redis.set(self.keys.oauth_reported, "1", nx=True, ex=86400):
             log.error("Google refuses the OAuth client: %s", error, extra={"error": str(error)})
             self._report(user_uuid, error)

@@ -276,10 +276,20 @@ class StatusBook:
 
     # -- what a crawl records on its way ---------------------------------------------------
 
-    def progressed(self, user_uuid: str, now: float, counts: Mapping[str, int]) -> None:
-        """A batch was stored: `counts` (messages, attachments, bytes) join the totals."""
+    def progressed(
+        self,
+        user_uuid: str,
+        now: float,
+        counts: Mapping[str, int],
+        download: Download | None = None,
+    ) -> None:
+        """A batch was stored: `counts` (messages, attachments, bytes) join the totals, and what
+        it received (`download`, see `downloaded`) the rolling count, in the same write."""
         inc = {f"totals.{name}": value for name, value in counts.items()}
-        self._upsert(user_uuid, {"$set": {"progress_at": now}, "$inc": inc})
+        update: Document = {"$set": {"progress_at": now}, "$inc": inc}
+        if download is not None:
+            _add_download(update, download)
+        self._upsert(user_uuid, update)
 
     def recorded(self, user_uuid: str, **fields: Any) -> None:
         """The crawl's way through the mailbox: `uidvalidity`, `last_uid`, `rules_seen`,
@@ -290,14 +300,10 @@ class StatusBook:
             raise ValueError(f"not a field a crawl records on its way: {sorted(unknown)}")
         self._upsert(user_uuid, {"$set": fields})
 
-    def downloaded(self, user_uuid: str, hour: int, size: int, expired: Iterable[str] = ()) -> None:
-        """`size` bytes were received from the server in the hour starting at `hour` (epoch
-        seconds): they join `downloaded`, the rolling count of the last 24 h, which loses the
-        `expired` hours."""
-        update: Document = {"$inc": {f"downloaded.{hour}": size}}
-        unset = {f"downloaded.{key}": "" for key in expired if key != str(hour)}
-        if unset:
-            update["$unset"] = unset
+    def downloaded(self, user_uuid: str, download: Download) -> None:
+        """`download` (see `Download`) joins `downloaded`, the rolling count of the last 24 h."""
+        update: Document = {"$inc": {}}
+        _add_download(update, download)
         self._upsert(user_uuid, update)
 
     def download_forgotten(self, user_uuid: str) -> None:
@@ -339,6 +345,19 @@ class StatusBook:
 
     def _upsert(self, user_uuid: str, update: Document) -> None:
         self.collection.update_one({"user_uuid": user_uuid}, update, upsert=True)
+
+
+Download = tuple[int, int, Iterable[str]]
+"""Bytes received from the server: (the hour they came in, as epoch seconds of its start; how
+many; the hours that have left the 24-hour window)."""
+
+
+def _add_download(update: Document, download: Download) -> None:
+    hour, size, expired = download
+    update["$inc"][f"downloaded.{hour}"] = size
+    unset = {f"downloaded.{key}": "" for key in expired if key != str(hour)}
+    if unset:
+        update["$unset"] = unset
 
 
 _WAY = frozenset(

@@ -97,12 +97,16 @@ def test_reauthorized_only_leaves_auth_failed(book: StatusBook) -> None:
 def test_progress_adds_up_and_the_way_is_recorded(book: StatusBook) -> None:
     book.created(["a"], now=0)
     book.progressed("a", now=3, counts={"messages": 4, "attachments": 2, "bytes": 10})
-    book.progressed("a", now=4, counts={"messages": 1, "attachments": 3, "bytes": 5})
+    book.progressed(
+        "a", now=4, counts={"messages": 1, "attachments": 3, "bytes": 5}, download=(3600, 70, [])
+    )
+    book.downloaded("a", (7200, 30, ["3600"]))  # the hour 3600 has left the window
     book.recorded("a", last_uid=42, rules_seen=["r1"], pending_uid=None)
     status = book.of("a")
     assert status is not None
     assert status["totals"] == {"messages": 5, "attachments": 5, "bytes": 15}
     assert (status["progress_at"], status["last_uid"], status["rules_seen"]) == (4, 42, ["r1"])
+    assert status["downloaded"] == {"7200": 30}
     with pytest.raises(ValueError, match="not a field"):
         book.recorded("a", state="idle")  # the state changes only by a transition
 

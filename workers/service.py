@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import redis
 from pymongo.errors import ConnectionFailure
+from redis.exceptions import ClusterDownError, TryAgainError
 
 from config import Settings
 from crawler import airbrake
@@ -27,6 +28,8 @@ T = TypeVar("T")
 STORE_OUTAGES: tuple[type[Exception], ...] = (
     redis.ConnectionError,
     redis.TimeoutError,
+    ClusterDownError,  # a Redis Cluster node is down or restarting (MasterDownError too)
+    TryAgainError,  # a cluster slot is moving
     ConnectionFailure,
 )
 OUTAGE_FIRST_SLEEP = 1.0

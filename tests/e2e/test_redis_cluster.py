@@ -94,7 +94,8 @@ def test_workers_and_a_monitor_store_everything_exactly_once_through_a_node_rest
     assert checks.statuses(deployment) == []
     most, overlaps = checks.sessions(deployment)
     assert (most, overlaps) == (1, [])
-    assert [worker.exit_code for worker in workers] == [0, 0, 0]
+    crashed = {w.name: w.log.read_text()[-3000:] for w in workers if w.exit_code != 0}
+    assert crashed == {}, "a worker did not ride out the restart"
     assert deployment.db.crawl_status.count_documents({"last_finished_at": {"$gt": restarted_at}})
 
 

@@ -14,6 +14,7 @@ import mongomock
 import pytest
 import redis
 from pydantic import SecretStr
+from redis.exceptions import ClusterDownError, TryAgainError
 
 from config import Settings
 from crawler import airbrake, logs, retry
@@ -119,11 +120,24 @@ def worker(redis_client: redis.Redis, prefix: str, **settings: Any) -> Worker:
     return Worker(Settings(**fields), mongomock.MongoClient().db, redis_client)
 
 
+@pytest.mark.parametrize(
+    "outage",
+    [
+        redis.ConnectionError("Connection refused"),
+        ClusterDownError("The cluster is down"),  # a cluster node restarting
+        TryAgainError("Multiple keys request during rehashing of slot"),
+    ],
+    ids=type,
+)
 def test_a_worker_rides_out_a_short_store_outage(
-    redis_server: redis.Redis, redis_prefix: str, log_lines: io.StringIO, no_sleeping: None
+    redis_server: redis.Redis,
+    redis_prefix: str,
+    log_lines: io.StringIO,
+    no_sleeping: None,
+    outage: Exception,
 ) -> None:
     process = worker(redis_server, redis_prefix)
-    real_pass, failures = process.run_pass, [redis.ConnectionError("Connection refused")] * 2
+    real_pass, failures = process.run_pass, [outage] * 2
 
     def flaky_pass() -> Any:
         if failures:

@@ -7,6 +7,7 @@ one offset, taken once (one machine, one clock).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.deployment import ChaosAccount, Deployment, Proc
+from chaos.injector import Injection, Kind
 from chaos.mail import Key
 from chaos.watcher import EarlyStart, ThrottleWindow
 from crawler.blobs import FileBlobStore
@@ -185,20 +187,37 @@ def _most_at_once(spans: list[tuple[float, float, str]]) -> int:
 
 
 def throttles(
-    deployment: Deployment, windows: set[ThrottleWindow], armed: list[tuple[ChaosAccount, Fault]]
+    deployment: Deployment,
+    windows: set[ThrottleWindow],
+    armed: list[tuple[ChaosAccount, Fault]],
+    days_passed: dict[str, list[float]],
 ) -> list[str]:
-    """No command reached an account inside a backoff; every backoff answers a fault that fired."""
+    """No command reached an account inside a backoff; every backoff answers a fault that fired
+    (a daily-limit backoff: a daily limit the run brought the account to, ended when its day
+    passed); Gmail never locked an account for its daily limit."""
     offset = time.time() - time.monotonic()
     by_user: dict[str, list[ThrottleWindow]] = defaultdict(list)
     for window in windows:
-        by_user[window.user_uuid].append(window)
+        by_user[window.user_uuid].append(_until_the_day_passed(window, days_passed))
     violations = []
     for account in deployment.accounts:
         mine = by_user.get(account.user_uuid, [])
         for session in account.fake.ledger.sessions:
             violations += _inside(account.user_uuid, session, mine, offset)
-        violations += _explained(account, mine, armed)
+        violations += _explained(account, mine, armed, len(days_passed.get(account.user_uuid, [])))
+        if account.fake.quota.exceeded:
+            violations.append(f"{account.user_uuid} went past Gmail's daily download limit")
     return violations
+
+
+def _until_the_day_passed(
+    window: ThrottleWindow, days_passed: dict[str, list[float]]
+) -> ThrottleWindow:
+    """A daily-limit backoff lasts until its day passed, not the day the crawler waits for."""
+    if window.reason != "daily_limit":
+        return window
+    ends = [at for at in days_passed.get(window.user_uuid, []) if at > window.start]
+    return dataclasses.replace(window, end=min([window.end, *ends]))
 
 
 def _inside(
@@ -229,23 +248,36 @@ def _command(line: bytes) -> str:
 
 
 def _explained(
-    account: ChaosAccount, windows: list[ThrottleWindow], armed: list[tuple[ChaosAccount, Fault]]
+    account: ChaosAccount,
+    windows: list[ThrottleWindow],
+    armed: list[tuple[ChaosAccount, Fault]],
+    daily_limits: int,
 ) -> list[str]:
-    fired = Counter(
-        fault.kind
+    fired: Counter[str] = Counter(
+        reason
         for owner, fault in armed
         if owner is account and fault not in account.fake.faults.active()
+        for reason, kind in REASONS.items()
+        if fault.kind is kind
     )
+    fired["daily_limit"] = daily_limits
     recorded = Counter(window.reason for window in windows)
-    found = []
-    for reason, count in recorded.items():
-        kind = REASONS.get(reason)
-        if kind is None or count > fired[kind]:
-            found.append(
-                f"{account.user_uuid}: {count} {reason} backoffs, but "
-                f"{fired[kind] if kind else 0} faults of that kind fired"
-            )
-    return found
+    return [
+        f"{account.user_uuid}: {count} {reason} backoffs, but {fired[reason]} faults of that "
+        "kind fired"
+        for reason, count in recorded.items()
+        if count > fired[reason]
+    ]
+
+
+def daily_limits(injections: Iterable[Injection]) -> list[str]:
+    """Every account brought to its daily limit stopped its next crawl there."""
+    return [
+        f"{injection.target}: brought to its daily download limit at {injection.at:.2f}, but no "
+        "crawl stopped there"
+        for injection in injections
+        if injection.kind is Kind.DAILY_LIMIT and injection.effect and not injection.effect()
+    ]
 
 
 def schedule(early: set[EarlyStart]) -> list[str]:

@@ -67,6 +67,8 @@ SETTINGS: Mapping[str, str] = {
     "CRAWLER_SHUTDOWN_DEADLINE": "10",
     "CRAWLER_STALL_AFTER": "60",
     "CRAWLER_LOG_FORMAT": "json",
+    "CRAWLER_DAILY_DOWNLOAD_LIMIT": "50000000",
+    "CRAWLER_DOWNLOAD_BUDGET": "4194304",
 }
 TOKEN_LIFETIME = 20  # seconds an access token from the fake endpoint lives: they expire in a run
 GMAIL_LATENCY = 0.01  # seconds before each answer of the fake Gmail: crawls take a moment

@@ -11,6 +11,7 @@ process manager would; Redis and the embedded MongoDB are restarted with their d
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import random
 import signal
@@ -19,9 +20,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chaos.deployment import ChaosAccount, Deployment, Proc
+from pymongo.errors import PyMongoError
+
+from chaos.deployment import SETTINGS, ChaosAccount, Deployment, Proc
 from chaos.mail import corpus, fresh_message
 from chaos.servers import RedisServer
+from crawler import daily
+from crawler.store.status import StatusBook
 from standins import tokens
 from standins.fakegmail import Fault, FaultKind
 from standins.fakeoauth import FakeTokenEndpoint
@@ -36,6 +41,8 @@ FLOOD_SIZE = 2**28  # bytes of a flood, made as it is sent: the crawler hangs up
 STORE_DOWN = 1.0  # seconds Redis or MongoDB stays down in a restart
 BUSY_WAIT = 5.0  # seconds to wait for a worker that holds a crawl, to kill that one
 REPLACE_AFTER = 0.5  # seconds before a killed worker's replacement starts
+DAILY_WAIT = 30.0  # seconds to wait for the crawl that meets the daily limit
+DAY = (1.0, 3.0)  # seconds a daily-limit backoff lasts before its day "passes" (a range)
 
 
 class Kind(enum.StrEnum):
@@ -52,6 +59,7 @@ class Kind(enum.StrEnum):
     FLOOD = "flooding server"
     TOKEN_EXPIRED = "token expired"  # noqa: S105  # a fault's name, not a secret
     SESSION_EXPIRED = "session ended with its token"
+    DAILY_LIMIT = "daily download limit"
     TOKEN_5XX = "token endpoint 5xx"  # noqa: S105  # a fault's name, not a secret
     SIGKILL = "worker SIGKILL"
     SIGTERM = "worker SIGTERM"
@@ -103,6 +111,8 @@ class Injector:
         self._threads: list[threading.Thread] = []
         self._redis_restarts = 0
         self._failures_injected = 0
+        self.days_passed: dict[str, list[float]] = {}
+        """Per account, when a daily-limit backoff was ended as a day passing would end it."""
 
     def inject(self, kind: Kind) -> None:
         """Inject one fault of `kind`."""
@@ -120,6 +130,7 @@ class Injector:
             Kind.FLOOD: self._flood,
             Kind.TOKEN_EXPIRED: self._token_expired,
             Kind.SESSION_EXPIRED: lambda: self._gmail(self._fetch_fault(FaultKind.SESSION_EXPIRED)),
+            Kind.DAILY_LIMIT: self._daily_limit,
             Kind.TOKEN_5XX: self._token_5xx,
             Kind.SIGKILL: lambda: self._stop_worker(signal.SIGKILL),
             Kind.SIGTERM: lambda: self._stop_worker(signal.SIGTERM),
@@ -215,6 +226,65 @@ class Injector:
         if stall.met.wait(SLOW_WAIT):
             time.sleep(SLOW_WINDOW + SLOW_DELAY)
         self.deployment.network().unstall(email)
+
+    def _daily_limit(self) -> Outcome:
+        # Earlier today the account downloaded all but half a download command's budget of the
+        # crawler's limit: its next crawl must stop before a batch. Gmail's own limit is twice
+        # the crawler's, as in production, and it counted the same bytes. The account is one not
+        # crawling nor due in the next second, so that no crawl began with an older count.
+        account = self._resting() or self._account()
+        limit = int(SETTINGS["CRAWLER_DAILY_DOWNLOAD_LIMIT"])
+        used = limit - int(SETTINGS["CRAWLER_DOWNLOAD_BUDGET"]) // 2
+        since = time.time()
+        StatusBook(self.deployment.db).downloaded(
+            account.user_uuid, (daily.hour_of(since), used, ())
+        )
+        account.fake.quota.limit = 2 * limit
+        account.fake.quota.spend(used)
+        fresh = fresh_message(self.rng, account.email)  # with attachments, for a batch to stop
+        self.deployment.truth.deliver_new(account.fake, account.user_uuid, fresh)
+        met = threading.Event()
+        day = self.rng.uniform(*DAY)
+        thread = threading.Thread(
+            target=self._pass_the_day, args=(account, since, day, met), daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+        return account.user_uuid, met.is_set
+
+    def _resting(self) -> ChaosAccount | None:
+        query = {"state": {"$ne": "crawling"}, "next_crawl_at": {"$gt": time.time() + 1.0}}
+        try:
+            found = self.deployment.db.crawl_status.find(query, {"user_uuid": 1})
+            resting = {d["user_uuid"] for d in found}
+        except PyMongoError:  # MongoDB restarting: any account will do
+            return None
+        candidates = [a for a in self.deployment.crawlable() if a.user_uuid in resting]
+        return self.rng.choice(candidates) if candidates else None
+
+    def _pass_the_day(
+        self, account: ChaosAccount, since: float, day: float, met: threading.Event
+    ) -> None:
+        """Once a crawl of the account stopped at the daily limit (or the wait is over), wait
+        `day` seconds, then end its backoff as the day passing would: the count forgotten, the
+        account due at once. When that was is kept for the checks."""
+        statuses = StatusBook(self.deployment.db)
+        deadline = time.monotonic() + DAILY_WAIT
+        while time.monotonic() < deadline and not met.is_set():
+            with contextlib.suppress(PyMongoError):  # MongoDB restarting: ask again
+                status = statuses.of(account.user_uuid) or {}
+                if _stopped_at_the_daily_limit(status, since):
+                    met.set()
+            time.sleep(0.1)
+        time.sleep(day)
+        self.days_passed.setdefault(account.user_uuid, []).append(time.time())
+        for _ in range(50):  # through a MongoDB restart
+            try:
+                statuses.download_forgotten(account.user_uuid)
+                statuses.crawl_now(account.user_uuid, time.time())
+                return
+            except PyMongoError:
+                time.sleep(0.2)
 
     # -- tokens -------------------------------------------------------------------------
 
@@ -345,6 +415,16 @@ def _refused_login_since(account: ChaosAccount, at: float) -> bool:
         if logins > 1 or (logins == 1 and session.authenticated_at is None):
             return True
     return False
+
+
+def _stopped_at_the_daily_limit(status: dict[str, object], since: float) -> bool:
+    finished = status.get("last_finished_at")
+    return (
+        status.get("state") == "throttled"
+        and status.get("throttle_reason") == "daily_limit"
+        and isinstance(finished, float | int)
+        and finished >= since
+    )
 
 
 def _failures_answered(oauth: FakeTokenEndpoint) -> int:

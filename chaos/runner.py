@@ -42,6 +42,7 @@ WEIGHTS = {
     Kind.FLOOD: 1.0,
     Kind.TOKEN_EXPIRED: 1.5,
     Kind.SESSION_EXPIRED: 1.0,
+    Kind.DAILY_LIMIT: 1.0,
     Kind.TOKEN_5XX: 1.5,
     Kind.SIGKILL: 1.0,
     Kind.SIGTERM: 1.0,
@@ -171,8 +172,11 @@ class _Run:
         violations += checks.queues(deployment)
         violations += checks.statuses(deployment)
         violations += overlaps
-        violations += checks.throttles(deployment, windows, self.injector.armed)
+        violations += checks.throttles(
+            deployment, windows, self.injector.armed, self.injector.days_passed
+        )
         violations += checks.schedule(early)
+        violations += checks.daily_limits(self.injector.injections)
         procs = deployment.processes().procs
         violations += checks.processes(procs)
         violations += [f"the fake Gmail failed: {error!r}" for error in deployment.gmail.errors]

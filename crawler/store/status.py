@@ -10,6 +10,7 @@ nothing else in the code base writes the collection (README, "Crawl states", say
                   |                   |  +-----failed------> error -------started---> crawling
                   |                   +--------auth_failed-> auth_failed -reauthorized-> idle
                   +------requeued-----+ (by the monitor, when the crawl's worker died)
+                  +------crawl_now------- idle, throttled, error (by an operator)
 
 Besides the state, a crawl records its way through the mailbox (the cursor, what it searched,
 progress, UIDs that failed alone): those writes change no state and are named too.
@@ -53,6 +54,7 @@ TRANSITIONS: dict[str, tuple[frozenset[State], State]] = {
     "failed": (ANY, State.ERROR),
     "requeued": (frozenset({State.CRAWLING}), State.IDLE),
     "reauthorized": (frozenset({State.AUTH_FAILED}), State.IDLE),
+    "crawl_now": (frozenset({State.IDLE, State.THROTTLED, State.ERROR}), State.IDLE),
 }
 
 
@@ -257,6 +259,18 @@ class StatusBook:
         `auth_failed`."""
         return self._enter(
             "reauthorized", user_uuid, next_crawl_at=now, last_error=None, auth_revoked=False
+        )
+
+    def crawl_now(self, user_uuid: str, now: float) -> bool:
+        """An operator wants the account crawled at once: idle and due now, its backoff and its
+        throttles and errors in a row cleared; False if it is `crawling` or `auth_failed`."""
+        return self._enter(
+            "crawl_now",
+            user_uuid,
+            next_crawl_at=now,
+            throttle_backoff_timestamp=0,
+            consecutive_throttles=0,
+            consecutive_errors=0,
         )
 
     def removed(self, user_uuid: str) -> None:

@@ -74,6 +74,34 @@ def test_a_crawl_s_way_through_its_states(book: StatusBook) -> None:
     assert (status["last_error"], status["throttle_reason"]) == (None, None)
 
 
+def test_crawl_now_clears_the_backoff_of_any_account_not_crawling_or_auth_failed(
+    book: StatusBook,
+) -> None:
+    book.created(["idle", "throttled", "error", "crawling", "revoked"], now=0)
+    book.throttled("throttled", "daily_limit", consecutive=3, until=90_000, error=ERROR)
+    book.failed("error", ERROR, consecutive=4, next_crawl_at=700)
+    book.started("crawling", "w", now=1)
+    book.auth_failed("revoked", ERROR, revoked=True)
+
+    moved = {user: book.crawl_now(user, now=50) for user in book.known()}
+
+    assert moved == {
+        "idle": True,
+        "throttled": True,
+        "error": True,
+        "crawling": False,
+        "revoked": False,
+    }
+    for user in ("throttled", "error"):
+        status = book.of(user)
+        assert status is not None
+        assert (status["state"], status["next_crawl_at"]) == ("idle", 50)
+        assert (status["throttle_backoff_timestamp"], status["consecutive_throttles"]) == (0, 0)
+        assert status["consecutive_errors"] == 0
+    assert {"error", "idle", "throttled"} <= {doc["user_uuid"] for doc in book.due(now=50)}
+    assert (state(book, "crawling"), state(book, "revoked")) == ("crawling", "auth_failed")
+
+
 def test_requeued_only_leaves_crawling(book: StatusBook) -> None:
     book.created(["a", "b"], now=0)
     book.started("a", "w", now=1)

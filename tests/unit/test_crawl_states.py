@@ -29,7 +29,10 @@ def test_the_readme_names_every_state() -> None:
 
 def test_the_readme_names_the_transitions_into_each_state_and_where_they_come_from() -> None:
     for state, cell in readme_states().items():
-        named = dict(re.findall(r"`(\w+)`(?: \([^)]*?from `(\w+)`\))?", cell))
+        named = {
+            name: "".join(sorted(re.findall(r"`(\w+)`", aside.partition("from ")[2])))
+            for name, aside in re.findall(r"`(\w+)`(?: \(([^)]*)\))?", cell)
+        }
         expected = {
             name: "" if leaves == ANY or not leaves else "".join(sorted(leaves))
             for name, (leaves, enters) in TRANSITIONS.items()

@@ -36,6 +36,8 @@ class SessionSummary:
     """When each of `lines` arrived (monotonic seconds), in the same order."""
     longest_line_out: int = 0
     """The longest response line written (CRLF included; literals are not lines)."""
+    last_words: bytes | None = None
+    """The BYE the server ended the session with (CRLF excluded), if it ended it with one."""
 
 
 class SessionRecord:
@@ -54,6 +56,7 @@ class SessionRecord:
         self.bytes_in = 0
         self.bytes_out = 0
         self.longest_line_out = 0
+        self.last_words: bytes | None = None
         self._ledgers: list[Ledger] = []
 
     def received(self, size: int) -> None:
@@ -76,6 +79,11 @@ class SessionRecord:
             self.longest_line_out = max(self.longest_line_out, size)
             for ledger in self._ledgers:
                 ledger._longest_line_out = max(ledger._longest_line_out, size)
+
+    def said_last_words(self, text: bytes) -> None:
+        """The server ends the session with `text` (a BYE)."""
+        with _LOCK:
+            self.last_words = text
 
     def command(self, name: str | None, raw: bytes) -> None:
         """A command line (literals included) arrived; `name` is None when it did not parse."""
@@ -115,6 +123,7 @@ class SessionRecord:
                 bytes_out=self.bytes_out,
                 command_times=tuple(self.command_times),
                 longest_line_out=self.longest_line_out,
+                last_words=self.last_words,
             )
 
     def _authenticate(self, user: str) -> None:

@@ -49,6 +49,7 @@ class Output:
     async def last_words(self, text: bytes) -> None:
         """A final line (a BYE) that starts on a line of its own, even inside a literal."""
         prefix = b"" if self._tail.endswith(_CRLF) else _CRLF
+        self._record.said_last_words(text)
         with suppress(ConnectionError):
             await self._write(prefix + text + _CRLF)
 

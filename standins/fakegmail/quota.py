@@ -6,7 +6,8 @@ that user for up to a day, their own mail apps included: `* BYE [OVERQUOTA] Acco
 command or bandwidth limits.` mid-session, `NO [ALERT] Account exceeded command or bandwidth
 limits. (Failure)` at login. Whether Gmail counts a calendar day or a rolling one is not
 published: the fake counts what it sent after login in a rolling 24 h of the account's clock,
-and an account that goes past its `limit` is locked for a day from then.
+and an account that goes past its `limit` is locked for a day from then. A test whose processes
+run on the system clock shortens that day instead (`window`, the config's `daily_window`).
 """
 
 from __future__ import annotations
@@ -18,19 +19,24 @@ DAY = 86400.0
 
 
 class DailyQuota:
-    """One account's download count and lock; `limit` None: no limit. Thread-safe."""
+    """One account's download count and lock; `limit` None: no limit; `window`: the length of
+    the rolling day in seconds. Thread-safe."""
 
-    def __init__(self, clock: Callable[[], float], limit: int | None = None) -> None:
+    def __init__(
+        self, clock: Callable[[], float], limit: int | None = None, window: float = DAY
+    ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self.limit = limit
+        self.window = window
+        """Seconds a byte counts for, and a lock lasts: a day, unless a test shortens it."""
         self.locked_until: float | None = None
         self.exceeded = 0
         """How many times the account went past its limit (and was locked)."""
         self._sent: dict[int, int] = {}  # second of the clock -> bytes sent in it
 
     def used(self) -> int:
-        """Bytes sent in the last 24 h."""
+        """Bytes sent in the last `window` seconds (24 h)."""
         with self._lock:
             return self._used(self._clock())
 
@@ -56,16 +62,16 @@ class DailyQuota:
             self._sent[second] = self._sent.get(second, 0) + size
 
     def exceed(self) -> None:
-        """The account went past its limit: locked for a day."""
+        """The account went past its limit: locked for a day (`window`)."""
         with self._lock:
-            self.locked_until = self._clock() + DAY
+            self.locked_until = self._clock() + self.window
             self.exceeded += 1
 
     def _locked(self, now: float) -> bool:
         return self.locked_until is not None and now < self.locked_until
 
     def _used(self, now: float) -> int:
-        start = now - DAY
+        start = now - self.window
         for second in [second for second in self._sent if second <= start]:
             del self._sent[second]
         return sum(self._sent.values())

@@ -1,12 +1,15 @@
 """The fake Gmail IMAP server: asyncio on loopback, in a daemon thread of its own.
 
 Plain TCP, no TLS: point the client at it with TLS off. Tests drive it in-process
-(`with FakeGmail() as gmail: ...`); `serve` runs one from a config file for the command line.
+(`with FakeGmail() as gmail: ...`); `serve` runs one from a config file for the command line,
+and prints, as its ledger, a line of JSON when a session connects and when it ends
+(`session_line`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import secrets
 import signal
@@ -20,7 +23,7 @@ from types import TracebackType
 from standins import tokens
 from standins.fakegmail.config import GmailConfig, load_config
 from standins.fakegmail.generated import GeneratedAccount
-from standins.fakegmail.ledger import Ledger, SessionRecord
+from standins.fakegmail.ledger import Ledger, SessionRecord, SessionSummary
 from standins.fakegmail.mailbox import DEFAULT_MAX_CONNECTIONS, Account, Accounts
 from standins.fakegmail.output import Output
 from standins.fakegmail.session import Session, Shared
@@ -40,7 +43,10 @@ class FakeGmail:
         *,
         token_secret: str = tokens.DEFAULT_SECRET,
         clock: Callable[[], float] = time.time,
+        on_session: Callable[[SessionSummary], None] | None = None,
     ) -> None:
+        """`on_session` is called, in the server's thread, with a snapshot of each session when
+        it connects (before the greeting) and when it ends."""
         self.host = host
         self.accounts = Accounts()
         self.ledger = Ledger()
@@ -49,6 +55,7 @@ class FakeGmail:
         """Exceptions that escaped a session: bugs in the fake, for a test to fail on."""
         self._requested_port = port
         self._clock = clock
+        self._on_session = on_session
         self._shared = Shared(self.accounts, token_secret, clock)
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -106,6 +113,9 @@ class FakeGmail:
         spacing: int = 1,
         attachment_every: int = 1000,
         password: str | None = None,
+        all_mail_name: str = "[Gmail]/All Mail",
+        uidvalidity: int = 1,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> GeneratedAccount:
         """A new account of `count` messages made as they are read (generated.py)."""
         account = GeneratedAccount(
@@ -116,6 +126,9 @@ class FakeGmail:
             spacing=spacing,
             attachment_every=attachment_every,
             password=password,
+            all_mail_name=all_mail_name,
+            uidvalidity=uidvalidity,
+            max_connections=max_connections,
             clock=self._clock,
         )
         self.accounts.add(account)
@@ -186,6 +199,7 @@ class FakeGmail:
         record = SessionRecord(secrets.token_hex(9)[:17], f"{peer_ip}:{peer_port}")
         self.ledger.attach(record)
         session = Session(self._shared, reader, Output(writer, record), record, peer_ip)
+        self._report(record)
         try:
             await session.run()
         except asyncio.CancelledError:
@@ -198,14 +212,50 @@ class FakeGmail:
         finally:
             if task is not None:
                 self._sessions.discard(task)
+            self._report(record)
+
+    def _report(self, record: SessionRecord) -> None:
+        if self._on_session is None:
+            return
+        try:
+            self._on_session(record.summary())
+        except Exception as error:  # the caller's bug: kept for the test, the session goes on
+            _log.exception("reporting fake Gmail session %s failed", record.session_id)
+            self.errors.append(error)
+
+
+def session_line(summary: SessionSummary) -> str:
+    """A session as a line of JSON: its id, whether it `ended` (false: it just connected), the
+    account it logged in to (`user`, null until it did), its `commands` by name, `bytes_in`,
+    `bytes_out`, `longest_line_out` and the BYE the server ended it with (`last_words`)."""
+    words = summary.last_words
+    return json.dumps(
+        {
+            "session": summary.session_id,
+            "ended": summary.ended_at is not None,
+            "user": summary.user,
+            "commands": dict(summary.commands),
+            "bytes_in": summary.bytes_in,
+            "bytes_out": summary.bytes_out,
+            "longest_line_out": summary.longest_line_out,
+            "last_words": None if words is None else words.decode("ascii", "replace"),
+        }
+    )
 
 
 def serve(config_path: Path | None, *, host: str = "127.0.0.1", port: int = 1143) -> None:
-    """Run a fake Gmail described by a config file (config.py) until SIGTERM or Ctrl-C."""
+    """Run a fake Gmail described by a config file (config.py) until SIGTERM or Ctrl-C.
+
+    Prints the port it listens on, then a `session_line` when a session connects and when it
+    ends."""
     config = load_config(config_path) if config_path else GmailConfig()
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda number, frame: stopped.set())
-    with FakeGmail(host, port, token_secret=config.token_secret) as gmail:
+
+    def log_session(summary: SessionSummary) -> None:
+        print(session_line(summary), flush=True)
+
+    with FakeGmail(host, port, token_secret=config.token_secret, on_session=log_session) as gmail:
         config.populate(gmail, config_path.parent if config_path else Path.cwd())
         print(f"fake Gmail IMAP listening on {host}:{gmail.port}", flush=True)
         with suppress(KeyboardInterrupt):

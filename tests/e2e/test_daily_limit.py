@@ -1,123 +1,157 @@
-"""The daily download limit with `crawler worker --once` processes: a backfill bigger than
-CRAWLER_DAILY_DOWNLOAD_LIMIT stops under it, and later passes resume it until every attachment
-is stored once, Gmail never locking the account.
+"""The daily download limit with `crawler worker --once` processes against the fake Gmail as a
+process of its own: a backfill bigger than CRAWLER_DAILY_DOWNLOAD_LIMIT stops under it, and later
+passes resume it until every attachment is stored once, Gmail never locking the account.
 
-The worker processes run on the system clock, which a test cannot move: a day passing is
-played by moving the fake Gmail's clock a day on, and by clearing the account's rolling count
-(`StatusBook.download_forgotten`) and making it due, as the day would have."""
+Every process runs on the system clock, which a test cannot move. Gmail's rolling day is
+shortened instead (the fake's `daily_window`, GMAIL_DAY seconds) and waited out; the crawler's
+day passing is played by clearing the account's rolling count (`StatusBook.download_forgotten`)
+and making it due (`crawl_now`), as the day would have. Had Gmail said OVERQUOTA, the fake's
+session log would show the BYE that ended the session, and the crawl would not be throttled for
+`daily_limit`.
+"""
+
+from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from pymongo import MongoClient
 
 from crawler import daily
+from crawler.oauth import TokenCipher
 from crawler.store.status import StatusBook
 from standins import tokens
 from standins.embedded_mongo import EmbeddedMongo
-from standins.fakegmail import FakeGmail
-from tests.e2e.test_service import Service
 from tests.plugins.fakes import build_message
+from tests.plugins.gmail_process import GmailProcess, fake_gmail_process
+from tests.plugins.workers import run_worker_once, worker_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 MESSAGES = 12
 CRAWLER_LIMIT = 150_000
 GMAIL_LIMIT = 200_000
+# Longer than a pass's downloads take: all a pass fetches counts against Gmail's limit at once.
+GMAIL_DAY = 3.0
 USER, EMAIL = "user-0", "user0@example.com"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.offset = 0.0
+@dataclass
+class Deployment:
+    gmail: GmailProcess
+    db: Any
+    env: dict[str, str]
+    expected: set[str]
 
-    def __call__(self) -> float:
-        return time.time() + self.offset
+    def one_pass(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A worker pass: the account's crawl_status after it, and the sessions Gmail logged."""
+        before = len(self.gmail.sessions(EMAIL))
+        done, _ = run_worker_once(self.env, timeout=60)
+        assert done.returncode == 0, done.stderr.decode()[-3000:]
+        assert b"OVERQUOTA" not in done.stdout + done.stderr
+        sessions = self.gmail.sessions(EMAIL)[before:]
+        assert [s["last_words"] for s in sessions if s["last_words"]] == []
+        status: dict[str, Any] = self.db.crawl_status.find_one({"user_uuid": USER})
+        return status, sessions
 
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def service(clock: Clock, redis_prefix: str, tmp_path: Path) -> Iterator[Service]:
-    with EmbeddedMongo() as mongo, FakeGmail(clock=clock) as gmail:
-        deployment = Service(mongo, gmail, redis_prefix, tmp_path)
-        deployment.env["CRAWLER_DAILY_DOWNLOAD_LIMIT"] = str(CRAWLER_LIMIT)
-        deployment.env["CRAWLER_DOWNLOAD_BUDGET"] = "4096"
-        try:
-            yield deployment
-        finally:
-            for process in deployment.processes:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-            deployment.client.close()
-        assert not gmail.errors
+    def stored(self) -> list[str]:
+        return [doc["sha256"] for doc in self.db.attachments.find({"user_uuid": USER})]
 
 
-def add_backfill(service: Service) -> None:
-    account = service.gmail.add_account(EMAIL)
-    account.quota.limit = GMAIL_LIMIT
+def write_backfill(folder: Path) -> set[str]:
+    """MESSAGES messages of about 24 KB of attachment each, as .eml files; their sha256s."""
+    folder.mkdir()
+    expected = set()
     for number in range(MESSAGES):
-        data = f"{USER} attachment {number}\n".encode() * 1000  # about 24 KB
-        account.add_message(build_message(f"m{number}", attachments={f"f{number}.txt": data}))
-        service.expected.add((USER, hashlib.sha256(data).hexdigest()))
-    # The access token outlives the day the fake Gmail's clock moves on.
-    document = tokens.gmail_account(service.cipher, USER, EMAIL, "r", time.time() + 3 * 86400)
-    service.db.accounts.insert_one(document)
-    service.db.rules.insert_one({"user_uuid": USER})
+        data = f"{USER} attachment {number}\n".encode() * 1000
+        message = build_message(f"m{number}", attachments={f"f{number}.txt": data})
+        (folder / f"m{number:02}.eml").write_bytes(message)
+        expected.add(hashlib.sha256(data).hexdigest())
+    return expected
 
 
-def one_pass(service: Service) -> dict[str, object]:
-    worker = service.start("worker", "--once", "--client-id", "0", "--client-count", "1")
-    assert worker.wait(timeout=60) == 0, service.output()
-    status: dict[str, object] = service.db.crawl_status.find_one({"user_uuid": USER})
-    return status
+@pytest.fixture
+def deployment(redis_prefix: str, tmp_path: Path) -> Iterator[Deployment]:
+    expected = write_backfill(tmp_path / "mail")
+    account = {
+        "email": EMAIL,
+        "daily_limit": GMAIL_LIMIT,
+        "daily_window": GMAIL_DAY,
+        "messages": [{"path": "mail/*.eml"}],
+    }
+    key = Fernet.generate_key().decode()
+    name = f"daily_{uuid.uuid4().hex[:16]}"
+    with (
+        fake_gmail_process({"accounts": [account]}, tmp_path) as gmail,
+        EmbeddedMongo() as mongo,
+    ):
+        client: MongoClient[Any] = MongoClient(mongo.uri)
+        try:
+            db = client[name]
+            document = tokens.gmail_account(TokenCipher(key), USER, EMAIL, "r", time.time() + 3600)
+            db.accounts.insert_one(document)
+            db.rules.insert_one({"user_uuid": USER})
+            env = worker_env(
+                mongodb_url=f"{mongo.uri}/{name}",
+                redis_prefix=redis_prefix,
+                imap_port=gmail.port,
+                token_url="http://127.0.0.1:9/token",  # never asked: the token outlives the test
+                secret_key=key,
+                blob_dir=tmp_path / "blobs",
+                CRAWLER_DAILY_DOWNLOAD_LIMIT=str(CRAWLER_LIMIT),
+                CRAWLER_DOWNLOAD_BUDGET="4096",
+                CRAWLER_FETCH_BATCH="1",
+                CRAWLER_RETRY_WAIT="0.1",
+            )
+            yield Deployment(gmail, db, env, expected)
+        finally:
+            client.close()
+
+
+def sent(sessions: list[dict[str, Any]]) -> int:
+    """What Gmail sent in `sessions`: every byte, more than its daily limit counts."""
+    return sum(session["bytes_out"] for session in sessions)
 
 
 def test_a_backfill_stops_under_the_daily_limit_and_later_passes_resume_it(
-    service: Service, clock: Clock
+    deployment: Deployment,
 ) -> None:
-    add_backfill(service)
-    account = service.gmail.account(EMAIL)
-
     started = time.time()
-    status = one_pass(service)
-    assert status["state"] == "throttled", service.output()
+    status, sessions = deployment.one_pass()
+    assert status["state"] == "throttled", status
     assert status["throttle_reason"] == "daily_limit"
     assert status["consecutive_throttles"] == 0
     window = status["downloaded"]
-    assert isinstance(window, dict)
-    assert account.quota.used() <= sum(window.values()) <= CRAWLER_LIMIT
-    next_crawl_at = status["next_crawl_at"]
-    assert isinstance(next_crawl_at, float | int)
+    assert 0 < sent(sessions) <= CRAWLER_LIMIT
+    assert sum(window.values()) <= CRAWLER_LIMIT
     earliest = daily.hour_of(started) + 3600 + 86400
-    assert earliest <= next_crawl_at <= daily.hour_of(time.time()) + 3600 + 86400
-    assert 0 < len(service.stored()) < MESSAGES
-    assert account.quota.exceeded == 0
+    assert earliest <= status["next_crawl_at"] <= daily.hour_of(time.time()) + 3600 + 86400
+    assert 0 < len(deployment.stored()) < MESSAGES
 
-    assert one_pass(service)["state"] == "throttled"  # not due: nothing more is fetched
-    assert len(service.stored()) < MESSAGES
+    status, sessions = deployment.one_pass()  # not due: nothing more is fetched
+    assert status["state"] == "throttled"
+    assert sessions == []
+    assert len(deployment.stored()) < MESSAGES
 
-    statuses = StatusBook(service.db)
+    statuses = StatusBook(deployment.db)
     for _ in range(5):  # a day passes, for Gmail and for the crawler
-        clock.offset += 86400 + 3600
+        time.sleep(GMAIL_DAY)
         statuses.download_forgotten(USER)
-        service.db.crawl_status.update_one(
-            {"user_uuid": USER}, {"$set": {"next_crawl_at": time.time()}}
-        )
-        status = one_pass(service)
-        assert account.quota.used() <= CRAWLER_LIMIT
+        assert statuses.crawl_now(USER, time.time())
+        status, sessions = deployment.one_pass()
+        assert sent(sessions) <= CRAWLER_LIMIT
         if status["state"] != "throttled":
             break
-        assert status["throttle_reason"] == "daily_limit"
+        assert (status["throttle_reason"], status["consecutive_throttles"]) == ("daily_limit", 0)
 
-    assert status["state"] == "idle", service.output()
-    assert account.quota.exceeded == 0
-    stored = service.stored()
+    assert status["state"] == "idle", status
+    stored = deployment.stored()
     assert len(stored) == len(set(stored)) == MESSAGES
-    assert set(stored) == service.expected
+    assert set(stored) == deployment.expected

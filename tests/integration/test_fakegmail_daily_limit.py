@@ -100,8 +100,30 @@ def test_a_session_locked_meanwhile_gets_bye_at_its_next_command(
         assert raw.rest() == BYE_OVERQUOTA
 
 
-def test_the_limit_is_set_in_the_config_file(tmp_path: Path, gmail: FakeGmail) -> None:
+def test_a_shorter_day_ages_the_count_and_ends_the_lock_sooner(
+    gmail: FakeGmail, account: Account, clock: Clock
+) -> None:
+    account.quota.window = 60.0
+    fetch_all(gmail.port)
+    account.quota.limit = int(account.quota.used() * 1.5)
+    assert fetch_all(gmail.port).endswith(BYE_OVERQUOTA)
+
+    clock.now += 59
+    with session(gmail.port) as raw:
+        assert raw.until_tagged(b"l1")[-1] == LOGIN_REFUSED
+
+    clock.now += 1  # the day of 60 s passed: unlocked, the count aged out
+    assert account.quota.used() == 0
+    assert fetch_all(gmail.port).endswith(b"z1 OK 73 good day (Success)\r\n")
+
+
+def test_the_limit_and_the_day_are_set_in_the_config_file(tmp_path: Path, gmail: FakeGmail) -> None:
     path = tmp_path / "gmail.json"
-    path.write_text('{"accounts": [{"email": "bob@example.com", "daily_limit": 1000}]}')
+    path.write_text(
+        '{"accounts": [{"email": "bob@example.com", "daily_limit": 1000, "daily_window": 5},'
+        ' {"email": "carol@example.com"}]}'
+    )
     load_config(path).populate(gmail, tmp_path)
-    assert gmail.account("bob@example.com").quota.limit == 1000
+    bob, carol = gmail.account("bob@example.com").quota, gmail.account("carol@example.com").quota
+    assert (bob.limit, bob.window) == (1000, 5)
+    assert (carol.limit, carol.window) == (None, 86400)

@@ -2,10 +2,12 @@
 
 import imaplib
 import itertools
+import json
+from pathlib import Path
 
 import pytest
 
-from standins.fakegmail import FakeGmail
+from standins.fakegmail import ConfigError, FakeGmail, GeneratedAccount, load_config
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +44,45 @@ def test_a_generated_mailbox_answers_search_and_fetch_and_counts_its_longest_lin
     client.logout()
 
     assert account.ledger.longest_line_out == len(b"* SEARCH") + 8 * len(uids) + 2
+
+
+def test_a_generated_account_is_described_in_the_config_file(
+    fake_gmail: FakeGmail, tmp_path: Path
+) -> None:
+    generated = {"count": 3000, "seed": 7, "first_uid": 500, "spacing": 3, "attachment_every": 40}
+    path = tmp_path / "gmail.json"
+    entry = {"email": "gen@example.com", "password": "pw", "uidvalidity": 9, "daily_limit": 10**6}
+    path.write_text(json.dumps({"accounts": [{**entry, "generated": generated}]}))
+
+    load_config(path).populate(fake_gmail, tmp_path)
+
+    account = fake_gmail.account("gen@example.com")
+    assert isinstance(account, GeneratedAccount)
+    assert account.quota.limit == 10**6
+    same = GeneratedAccount("gen@example.com", **generated)
+    assert account.uidnext == same.uidnext
+    assert account.attachment_uids() == same.attachment_uids()
+    client = imaplib.IMAP4("127.0.0.1", fake_gmail.port)
+    client.login("gen@example.com", "pw")
+    assert client.select('"[Gmail]/All Mail"', readonly=True) == ("OK", [b"3000"])
+    assert client.response("UIDVALIDITY") == ("UIDVALIDITY", [b"9"])
+    client.logout()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"generated": {"count": 10}, "messages": [{"path": "*.eml"}]}, "no `messages`"),
+        ({"generated": {"count": 10}, "hide_all_mail": True}, "cannot hide All Mail"),
+        ({"generated": {"attachment_every": 10}}, "count"),
+        ({"generated": {"count": 10, "spacing": 0}}, "spacing"),
+        ({"generated": {"count": 10, "first_uid": 2**32}}, "32-bit"),
+    ],
+)
+def test_generated_account_config_errors(
+    fake_gmail: FakeGmail, tmp_path: Path, change: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "gmail.json"
+    path.write_text(json.dumps({"accounts": [{"email": "gen@example.com", **change}]}))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path).populate(fake_gmail, tmp_path)

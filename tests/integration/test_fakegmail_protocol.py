@@ -676,9 +676,18 @@ def test_serve_runs_from_a_config_file(tmp_path: Path) -> None:
             imap = imaplib.IMAP4("127.0.0.1", int(listening[1]), timeout=10)
             assert imap.login(EMAIL, PASSWORD)[0] == "OK"
             imap.logout()
+            # Its ledger: a line of JSON when the session connects, and one when it ends.
+            connected = json.loads(process.stdout.readline())
+            ended = json.loads(process.stdout.readline())
         finally:
             process.terminate()
         assert process.wait(timeout=10) == 0
+    assert connected["session"] == ended["session"]
+    assert (connected["ended"], connected["user"], connected["commands"]) == (False, None, {})
+    assert (ended["ended"], ended["user"]) == (True, EMAIL)
+    assert ended["commands"] == {"CAPABILITY": 1, "LOGIN": 1, "LOGOUT": 1}
+    assert 0 < ended["longest_line_out"] < ended["bytes_out"]
+    assert ended["last_words"] is None
 
 
 def test_ledger_sees_the_session_end(fake_gmail: FakeGmail, account: Account) -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+CRAWLER = [sys.executable, "-c", "from workers.cli import main; main()"]
+"""The `crawler` command, run by this interpreter."""
 WORKER_ONCE = ["worker", "--once", "--client-id", "0", "--client-count", "1"]
 _PEAK_RSS = (
     "import resource, subprocess, sys\n"
@@ -47,7 +49,7 @@ def run_worker_once(
     env: dict[str, str], *, timeout: float = 150
 ) -> tuple[subprocess.CompletedProcess[bytes], int]:
     """One pass of a worker process; what it did, and its peak RSS in bytes."""
-    worker = [sys.executable, "-c", "from workers.cli import main; main()", *WORKER_ONCE]
+    worker = [*CRAWLER, *WORKER_ONCE]
     done = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS, *worker],
         check=False,

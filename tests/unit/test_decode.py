@@ -265,9 +265,9 @@ def test_quoted_printable_table(text: bytes, expected: bytes) -> None:
 def test_quoted_printable_of_any_data_split_anywhere_decodes_to_the_data(
     data: bytes, draw: st.DataObject
 ) -> None:
-    text = quopri.encodestring(data)
+    text = quopri.encodestring(data)  # which may drop a CR: b"\n\r\n" -> b"\n\n"
     cuts = draw.draw(st.lists(st.integers(0, len(text)), max_size=12))
-    assert decode("quoted-printable", pieces(text, cuts)) == data
+    assert decode("quoted-printable", pieces(text, cuts)) == quopri.decodestring(text)
     on_the_wire = crlf_lines(text)
     assert decode("quoted-printable", pieces(on_the_wire, cuts)) == email_decode(
         "quoted-printable", on_the_wire

@@ -1,5 +1,6 @@
-"""A stand-in for Google's OAuth2 endpoints over HTTP on loopback: the refresh-token grant, and
-the installed-app consent flow (a consent page that answers at once, and the code exchange).
+"""A stand-in for Google's OAuth2 endpoints over HTTP on loopback: the refresh-token grant, the
+installed-app consent flow (a consent page that answers at once, and the code exchange), and the
+JWT-bearer grant (RFC 7523) of a Google Workspace service account with domain-wide delegation.
 
 `POST /token` takes a form (`grant_type=refresh_token`, `refresh_token`, `client_id`,
 `client_secret`) and answers as https://oauth2.googleapis.com/token does, in JSON:
@@ -19,6 +20,43 @@ the installed-app consent flow (a consent page that answers at once, and the cod
 | another method on `/token` | 405 | `invalid_request`, with `Allow: POST` |
 | a POST after `fail_next(n, status)` | that 5xx | `internal_failure` |
 
+The JWT-bearer grant: `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer` and
+`assertion=<JWT>`, no client credentials, as `google.oauth2.service_account.Credentials` sends
+it (`with_subject(user)` for a Workspace user): an RS256 JWT whose header's `kid` is the key's
+`private_key_id`, with `iss` (the service account's email), `sub` (the user, when delegated),
+`scope`, `aud` (google-auth always sends https://oauth2.googleapis.com/token, whatever the
+`token_uri`; the fake takes that or its own URL), `iat` and `exp`. Checked in this order (each
+refusal a 400 `invalid_grant` unless it says otherwise):
+
+- no `assertion`: 400 `invalid_request` `Missing required parameter: assertion`
+- not a JWT (three base64url segments, JSON objects): `Bad Request`
+- `iss` never a service account here: `Not a valid email or user ID.`
+- `iss` a deleted service account: `Invalid grant: account not found`
+- not RS256-signed by one of the account's keys (another key, a deleted one, an unknown `kid`):
+  `Invalid JWT Signature.`
+- `aud` another URL: `Invalid JWT: Failed audience check. The right audience is
+  https://oauth2.googleapis.com/token`
+- expired, `iat` in the future, no `iat` or `exp`, or `exp` over an hour after `iat` (5 minutes of
+  skew allowed): `Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable
+  timeframe. Check your iat and exp values and use a clock with skew to account for clock
+  differences between systems.`
+- no `scope`, or an empty one: 400 `invalid_scope` `Empty or missing scope not allowed.`
+- a `sub` that is no user of a Workspace domain here (never was, or removed): `Invalid email or
+  User ID`
+- a `sub` whose domain has not delegated every requested scope to the account's client id:
+  401 `unauthorized_client` `Client is unauthorized to retrieve access tokens using this method,
+  or client not authorized for any of the scopes requested.`
+- otherwise 200: `access_token` (for the `sub` user, or without `sub` for the service account
+  itself, and the requested scopes), `expires_in`, `token_type`; no refresh token.
+
+A suspended or archived user still gets a token (the delegation is the domain's, not the user's;
+what the user may do is each service's to say). The accounts, their public keys, each domain's
+users and the delegations its admin granted (Admin console > Security > API controls >
+Domain-wide delegation: a client id and its scopes) live in a `standins.workspace.Workspace`,
+which checks the assertions and which the fake Directory API (`standins.fakedirectory`) reads
+too. `new_service_account` makes an RSA key, registers its public half and returns the JSON key
+file Google would give (its `token_uri` and `auth_uri` pointing at this fake).
+
 The consent flow: `GET /auth` with Google's query (`client_id`, a loopback `redirect_uri`,
 `response_type=code`, the mail `scope`, `state`, a PKCE `code_challenge` with
 `code_challenge_method=S256`, `login_hint`) consents at once as the `login_hint` account (or
@@ -27,15 +65,20 @@ The consent flow: `GET /auth` with Google's query (`client_id`, a loopback `redi
 `grant_type=authorization_code`, that `code` (once), the same `redirect_uri` and the
 `code_verifier` answers a new refresh token (granted for that account) and an access token.
 
-The error texts down to `invalid_grant` are Google's, as its clients have reported them; the rest
-are this fake's own. The refresh token is not repeated in the answer. Access tokens come from
-`standins.tokens`, signed with `token_secret`: the fake Gmail verifies them with the same
-secret, so the two fakes share no state, even across processes. Client credentials are read from
-the form only, as Google's own libraries send them.
+The refresh-grant texts down to `invalid_grant` and the JWT-bearer texts are Google's, as its
+clients have reported them (docs/gmail-facts.md, "Domain-wide delegation"); the rest are this
+fake's own, as are `Missing required parameter: assertion` (modelled on Google's answer to a
+missing refresh token) and `Bad Request` as the answer to an assertion that is not a JWT (a text
+Google gives with `invalid_grant`, for inputs it does not publish). The refresh token is not
+repeated in the answer. Access tokens come from `standins.tokens`, signed with `token_secret`: the
+fake Gmail verifies them with the same secret (and takes only those granted the mail scope), so
+the two fakes share no state, even across processes. Client credentials are read from the form
+only, as Google's own libraries send them.
 
 For tests: `latency` delays every answer, `fail_next(n)` answers the next n POSTs with a 5xx,
-`expires_in` sets the lifetime of the tokens issued from now on (0: expired at once), and
-`request_count`, `refresh_count(token)` and `requests` count and record what came in.
+`expires_in` sets the lifetime of the tokens issued from now on (0: expired at once), `clock`
+is the endpoint's time (JWT checks and token lifetimes), and `request_count`,
+`refresh_count(token)` and `requests` count and record what came in.
 `misbehave(mode)` makes the endpoint hostile until `behave()`: every POST to the token URL (or
 the next `times`) is answered as `mode` of `standins.hostile_oauth` says (a redirect, a flood, a
 drip, an HTML page, any OAuth error), and recorded with that status.
@@ -49,8 +92,29 @@ drip, an HTML page, any OAuth error), and recorded with that status.
       "revoked": ["<refresh token>"],
       "token_secret": "<shared with the fake Gmail>",
       "expires_in": 3599,
-      "consent_as": "<email that consents when the request has no login_hint>"
+      "consent_as": "<email that consents when the request has no login_hint>",
+      "service_accounts": [
+        {
+          "client_email": "crawler@project.iam.gserviceaccount.com",
+          "client_id": "<numeric client id>",
+          "keys": {"<private_key_id>": "<public key PEM, or an X.509 certificate PEM>"}
+        }
+      ],
+      "domains": {
+        "example.com": {
+          "users": [
+            {"email": "alice@example.com", "suspended": false, "archived": false,
+             "is_admin": false, "given_name": "Alice", "family_name": "Smith"}
+          ],
+          "delegations": {"<client id>": ["https://mail.google.com/"]}
+        }
+      }
     }
+
+The fake Directory API's `serve` reads the same file (its `token_secret` and `domains`).
+
+The HTTP plumbing (`standins.loopback`: a threaded server on loopback, started and stopped,
+that reads forms and answers JSON) is shared with the fake Directory API.
 """
 
 from __future__ import annotations
@@ -58,67 +122,43 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-import json
-import logging
 import secrets
-import signal
 import threading
 import time
 import urllib.parse
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from email.message import Message
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from standins import tokens
 from standins.hostile_oauth import Misbehaviour
-
-logger = logging.getLogger(__name__)
+from standins.loopback import Answer, LoopbackService, Request, refusal, serve_until_stopped
+from standins.workspace import (
+    GOOGLE_TOKEN_URL,
+    DomainConfig,
+    DomainUser,
+    ServiceAccount,
+    ServiceAccountConfig,
+    Workspace,
+    domain_of,
+    new_key,
+    service_account_key_file,
+    unverified_claim,
+)
 
 DEFAULT_CLIENT_ID = "fake-client-id.apps.googleusercontent.com"
 DEFAULT_CLIENT_SECRET = "fake-client-secret"  # noqa: S105  # a fake's well-known test value
 DEFAULT_EXPIRES_IN = 3599
-SCOPE = "https://mail.google.com/"
+SCOPE = tokens.MAIL_SCOPE
 PATH = "/token"
 CONSENT_PATH = "/auth"
-FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_BODY = 64 * 1024
-MAX_FIELDS = 32
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523, section 2.1
 RECORD_LIMIT = 10_000  # the newest requests kept in `requests`; the counters count them all
-STOP_POLL_SECONDS = 0.01  # how long `stop` waits for the serving loop to notice; tests stop often
-IDLE_TIMEOUT = 10.0  # a client that connects and sends nothing does not hold a thread for ever
-JSON_HEADERS = (
-    ("Content-Type", "application/json; charset=utf-8"),
-    ("Cache-Control", "no-cache, no-store, max-age=0, must-revalidate"),
-    ("Pragma", "no-cache"),
-)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP status, a JSON body and any extra headers."""
-
-    status: int
-    body: Mapping[str, object]
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def error(self) -> str | None:
-        """The OAuth error code, when this is a refusal."""
-        error = self.body.get("error")
-        return error if isinstance(error, str) else None
-
-
-def refusal(status: int, error: str, description: str) -> Answer:
-    """An OAuth error answer."""
-    return Answer(status, {"error": error, "error_description": description})
-
 
 INVALID_GRANT = refusal(400, "invalid_grant", "Token has been expired or revoked.")
 NOT_FOUND = refusal(404, "not_found", f"The token endpoint is {PATH}.")
@@ -127,24 +167,9 @@ METHOD_NOT_ALLOWED = Answer(
     {"error": "invalid_request", "error_description": "The token endpoint takes POST."},
     (("Allow", "POST"),),
 )
-
-
-class MalformedRequest(Exception):
-    """A request body that is not a form the endpoint can read."""
-
-    def __init__(self, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.answer = refusal(status, "invalid_request", description)
-
-
-@dataclass(frozen=True)
-class Request:
-    """What the endpoint needs of an HTTP request; `problem` when its body could not be read."""
-
-    method: str
-    path: str
-    form: Mapping[str, str] = field(default_factory=dict)
-    problem: MalformedRequest | None = None
+# The JWT-bearer grant's refusals, in the order they are checked (docs/gmail-facts.md): this
+# one here, the rest (`MALFORMED_ASSERTION` to `NOT_DELEGATED`) in `standins.workspace`.
+NO_ASSERTION = refusal(400, "invalid_request", "Missing required parameter: assertion")
 
 
 @dataclass(frozen=True)
@@ -158,6 +183,8 @@ class TokenRequest:
     grant_type: str | None
     client_id: str | None
     refresh_token: str | None
+    issuer: str | None = None  # a JWT-bearer assertion's `iss` and `sub`, as claimed (unverified)
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -195,6 +222,31 @@ class EndpointConfig(BaseModel):
     token_secret: str = tokens.DEFAULT_SECRET
     expires_in: int = Field(default=DEFAULT_EXPIRES_IN, ge=0)
     consent_as: str | None = None
+    service_accounts: list[ServiceAccountConfig] = Field(default_factory=list)
+    domains: dict[str, DomainConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _users_in_their_domain(self) -> Self:
+        for name, domain in self.domains.items():
+            for user in domain.users:
+                if domain_of(user.email) != name.lower():
+                    raise ValueError(f"user {user.email} is not in domain {name}")
+            for client_id, scopes in domain.delegations.items():
+                if not scopes:
+                    raise ValueError(f"domain {name} delegates no scope to {client_id}")
+        return self
+
+    def workspace(self) -> Workspace:
+        """The service accounts, users and delegations of this config."""
+        workspace = Workspace()
+        for account in self.service_accounts:
+            workspace.add_service_account(account.client_email, account.client_id, account.keys)
+        for name, domain in self.domains.items():
+            for user in domain.users:
+                workspace.add_user(**user.model_dump())
+            for client_id, scopes in domain.delegations.items():
+                workspace.delegate(name, client_id, scopes)
+        return workspace
 
     @classmethod
     def load(cls, path: Path) -> EndpointConfig:
@@ -205,52 +257,20 @@ class EndpointConfig(BaseModel):
             raise ValueError(f"fake OAuth config {path}: {error}") from None
 
 
-def parse_form(content_type: str | None, body: bytes) -> dict[str, str]:
-    """The parameters of a form body; MalformedRequest when it is not one."""
-    media_type = (content_type or FORM_TYPE).partition(";")[0].strip().lower()
-    if media_type != FORM_TYPE:
-        raise MalformedRequest(f"The request body must be {FORM_TYPE}, not {media_type}.")
-    try:
-        pairs = urllib.parse.parse_qsl(
-            body.decode(),
-            keep_blank_values=True,
-            strict_parsing=True,
-            errors="strict",
-            max_num_fields=MAX_FIELDS,
-        )
-    except ValueError:  # UnicodeDecodeError is a ValueError too
-        raise MalformedRequest("The request body is not a valid form.") from None
-    names = Counter(name for name, _ in pairs)
-    repeated = sorted(name for name, count in names.items() if count > 1)
-    if repeated:
-        raise MalformedRequest(f"Parameter given more than once: {repeated[0]}")
-    return dict(pairs)
-
-
-def read_form(headers: Message, read: Callable[[int], bytes]) -> dict[str, str]:
-    """Read and parse a request's form body, of at most MAX_BODY bytes."""
-    raw_length = headers.get("Content-Length", "0")
-    try:
-        length = int(raw_length)
-    except ValueError:
-        raise MalformedRequest(f"Invalid Content-Length: {raw_length}") from None
-    if length < 0:
-        raise MalformedRequest(f"Invalid Content-Length: {raw_length}")
-    if length > MAX_BODY:
-        raise MalformedRequest(f"The request body is over {MAX_BODY} bytes.", status=413)
-    return parse_form(headers.get("Content-Type"), read(length))
-
-
 def _check_grant_type(form: Mapping[str, str]) -> Answer | None:
     grant_type = form.get("grant_type", "")
-    if grant_type in {"refresh_token", "authorization_code"}:
+    if grant_type in {"refresh_token", "authorization_code", JWT_BEARER}:
         return None
     # Google's endpoint answers a missing grant_type as an unsupported empty one.
     return refusal(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
 
 
-class FakeTokenEndpoint:
-    """Google's token endpoint for one OAuth client, serving while started (a context manager)."""
+class FakeTokenEndpoint(LoopbackService):
+    """Google's token endpoint for one OAuth client and a Google Workspace, serving while started
+    (a context manager)."""
+
+    name = "fake token endpoint"
+    thread_name = "fake-oauth"
 
     def __init__(
         self,
@@ -262,7 +282,9 @@ class FakeTokenEndpoint:
         token_secret: str = tokens.DEFAULT_SECRET,
         expires_in: int = DEFAULT_EXPIRES_IN,
         consent_as: str | None = None,
+        workspace: Workspace | None = None,
     ) -> None:
+        super().__init__(host, port)
         self.client_id = client_id
         self.consent_as = consent_as
         self.consent = True  # False: the user clicks "Cancel" on the consent page
@@ -270,7 +292,8 @@ class FakeTokenEndpoint:
         self.token_secret = token_secret
         self.expires_in = expires_in
         self.latency = 0.0
-        self._address = (host, port)
+        self.clock: Callable[[], float] = time.time  # the endpoint's time, in epoch seconds
+        self.workspace = workspace if workspace is not None else Workspace()
         self._lock = threading.Lock()
         self._grants: dict[str, str] = {}
         self._codes: dict[str, PendingCode] = {}
@@ -281,13 +304,10 @@ class FakeTokenEndpoint:
         self._total = 0
         self._per_refresh_token: Counter[str] = Counter()
         self._records: deque[TokenRequest] = deque(maxlen=RECORD_LIMIT)
-        self._closing = threading.Event()
-        self._server: _TokenServer | None = None
-        self._serving: threading.Thread | None = None
 
     @classmethod
     def from_config(cls, config: EndpointConfig, host: str, port: int) -> FakeTokenEndpoint:
-        """An endpoint with the client, grants and revocations of `config`."""
+        """An endpoint with the client, grants, revocations and Workspace of `config`."""
         endpoint = cls(
             host,
             port,
@@ -296,6 +316,7 @@ class FakeTokenEndpoint:
             token_secret=config.token_secret,
             expires_in=config.expires_in,
             consent_as=config.consent_as,
+            workspace=config.workspace(),
         )
         for refresh_token, email in config.grants.items():
             endpoint.add_grant(refresh_token, email)
@@ -304,58 +325,14 @@ class FakeTokenEndpoint:
         return endpoint
 
     @property
-    def port(self) -> int:
-        """The port it listens on."""
-        if self._server is None:
-            raise RuntimeError("the fake token endpoint is not running")
-        port: int = self._server.server_address[1]
-        return port
-
-    @property
     def url(self) -> str:
         """The token URL, for CRAWLER_OAUTH_TOKEN_URL."""
-        return f"http://{self._address[0]}:{self.port}{PATH}"
+        return f"{self.base_url}{PATH}"
 
     @property
     def consent_url(self) -> str:
         """The consent page URL, for CRAWLER_OAUTH_AUTH_URL."""
-        return f"http://{self._address[0]}:{self.port}{CONSENT_PATH}"
-
-    def start(self) -> None:
-        """Listen, and answer every connection from a daemon thread of its own."""
-        if self._server is not None:
-            raise RuntimeError("the fake token endpoint is already running")
-        self._closing.clear()
-        self._server = _TokenServer(self._address, self)
-        self._serving = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": STOP_POLL_SECONDS},
-            name=f"fake-oauth:{self.port}",
-            daemon=True,
-        )
-        self._serving.start()
-
-    def stop(self) -> None:
-        """Stop listening; requests being delayed by `latency` are answered at once."""
-        server, serving = self._server, self._serving
-        self._server = self._serving = None
-        if server is not None and serving is not None:
-            self._closing.set()
-            server.shutdown()
-            server.server_close()
-            serving.join()
-
-    def __enter__(self) -> FakeTokenEndpoint:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self.base_url}{CONSENT_PATH}"
 
     def add_grant(self, refresh_token: str, email: str) -> None:
         """Let `refresh_token` get access tokens for `email` (again, if it was revoked)."""
@@ -367,6 +344,73 @@ class FakeTokenEndpoint:
         """Refuse `refresh_token` from now on, as when the user removes the app's access."""
         with self._lock:
             self._revoked.add(refresh_token)
+
+    # Google Workspace (`workspace` has the rest: keys, deletions, revoking a delegation)
+
+    def add_service_account(
+        self, client_email: str, client_id: str, keys: Mapping[str, str | bytes] | None = None
+    ) -> ServiceAccount:
+        """Register a service account with its public keys (PEM, or X.509 certificates) by
+        `private_key_id`; its JWT-bearer assertions are checked against them."""
+        return self.workspace.add_service_account(client_email, client_id, keys)
+
+    def new_service_account(
+        self,
+        client_email: str | None = None,
+        *,
+        project_id: str = "fake-project",
+        client_id: str | None = None,
+    ) -> dict[str, str]:
+        """A new service account with a new RSA key, registered here: its JSON key file as Google
+        gives it (for `service_account.Credentials.from_service_account_info`), pointing at this
+        endpoint. Delegate its `client_id` to a domain to act as that domain's users."""
+        private_key, public_key = new_key()
+        key_id = secrets.token_hex(20)
+        client_id = client_id or str(10**20 + secrets.randbelow(10**20))
+        client_email = client_email or (
+            f"crawler-{secrets.token_hex(3)}@{project_id}.iam.gserviceaccount.com"
+        )
+        self.workspace.add_service_account(client_email, client_id, {key_id: public_key})
+        return service_account_key_file(
+            client_email,
+            client_id,
+            key_id,
+            private_key,
+            project_id=project_id,
+            token_uri=self.url,
+            auth_uri=self.consent_url,
+        )
+
+    def delegate(self, domain: str, client_id: str, scopes: Iterable[str]) -> None:
+        """What the domain's admin grants in the Admin console: `client_id` may act as the
+        domain's users for exactly `scopes` (replacing an earlier grant)."""
+        self.workspace.delegate(domain, client_id, scopes)
+
+    def add_domain_user(
+        self,
+        email: str,
+        *,
+        suspended: bool = False,
+        archived: bool = False,
+        is_admin: bool = False,
+        given_name: str | None = None,
+        family_name: str | None = None,
+    ) -> DomainUser:
+        """Add a user to the Workspace domain of `email` (or change their flags)."""
+        return self.workspace.add_user(
+            email,
+            suspended=suspended,
+            archived=archived,
+            is_admin=is_admin,
+            given_name=given_name,
+            family_name=family_name,
+        )
+
+    def remove_domain_user(self, email: str) -> None:
+        """Delete a user: assertions for them are refused from now on."""
+        self.workspace.remove_user(email)
+
+    # faults
 
     def fail_next(self, n: int, status: int = 503) -> None:
         """Answer the next `n` requests to the token URL with `status`, then normally again."""
@@ -402,10 +446,7 @@ class FakeTokenEndpoint:
             self._record(request, Answer(mode.status, body))
         return mode
 
-    @property
-    def closing(self) -> threading.Event:
-        """Set while the endpoint stops: a slow answer stops with it."""
-        return self._closing
+    # counters
 
     @property
     def request_count(self) -> int:
@@ -423,6 +464,8 @@ class FakeTokenEndpoint:
         """The newest requests (up to RECORD_LIMIT), oldest first."""
         with self._lock:
             return list(self._records)
+
+    # answering
 
     def answer(self, request: Request) -> Answer:
         """The answer to one request, recorded and delayed by `latency`."""
@@ -444,8 +487,15 @@ class FakeTokenEndpoint:
             return failure
         if request.problem is not None:
             return request.problem.answer
-        form = request.form
-        return _check_grant_type(form) or self._check_client(form) or self._grant(form)
+        return self._token(request.form)
+
+    def _token(self, form: Mapping[str, str]) -> Answer:
+        refused = _check_grant_type(form)
+        if refused is not None:
+            return refused
+        if form.get("grant_type") == JWT_BEARER:  # no client credentials: the JWT is signed
+            return self._jwt_grant(form)
+        return self._check_client(form) or self._grant(form)
 
     def _injected_failure(self) -> Answer | None:
         with self._lock:
@@ -503,7 +553,7 @@ class FakeTokenEndpoint:
             expires_in = self.expires_in
         if email is None:
             return INVALID_GRANT
-        access_token = tokens.issue(email, time.time() + expires_in, self.token_secret)
+        access_token = tokens.issue(email, self.clock() + expires_in, self.token_secret)
         body = {
             "access_token": access_token,
             "expires_in": expires_in,
@@ -525,7 +575,7 @@ class FakeTokenEndpoint:
         self.add_grant(refresh_token, pending.email)
         with self._lock:
             expires_in = self.expires_in
-        access_token = tokens.issue(pending.email, time.time() + expires_in, self.token_secret)
+        access_token = tokens.issue(pending.email, self.clock() + expires_in, self.token_secret)
         body = {
             "access_token": access_token,
             "expires_in": expires_in,
@@ -535,16 +585,36 @@ class FakeTokenEndpoint:
         }
         return Answer(200, body)
 
+    def _jwt_grant(self, form: Mapping[str, str]) -> Answer:
+        assertion = form.get("assertion", "")
+        if not assertion:
+            return NO_ASSERTION
+        now = self.clock()
+        outcome = self.workspace.check_assertion(assertion, now, (GOOGLE_TOKEN_URL, self.url))
+        if isinstance(outcome, Answer):
+            return outcome
+        with self._lock:
+            expires_in = self.expires_in
+        access_token = tokens.issue(
+            outcome.email, now + expires_in, self.token_secret, scopes=outcome.scopes
+        )
+        body = {"access_token": access_token, "expires_in": expires_in, "token_type": "Bearer"}
+        return Answer(200, body)
+
     def _record(self, request: Request, answer: Answer) -> None:
         refresh_token = request.form.get("refresh_token")
+        grant_type = request.form.get("grant_type")
+        assertion = request.form.get("assertion", "") if grant_type == JWT_BEARER else ""
         record = TokenRequest(
             method=request.method,
             path=request.path,
             status=answer.status,
             error=answer.error,
-            grant_type=request.form.get("grant_type"),
+            grant_type=grant_type,
             client_id=request.form.get("client_id"),
             refresh_token=refresh_token,
+            issuer=unverified_claim(assertion, "iss"),
+            subject=unverified_claim(assertion, "sub"),
         )
         with self._lock:
             self._total += 1
@@ -553,71 +623,9 @@ class FakeTokenEndpoint:
             self._records.append(record)
 
 
-class _TokenServer(ThreadingHTTPServer):
-    """The listening socket, answering with the endpoint it serves."""
-
-    # The default backlog of 5 drops bursts of connections, which then retry a second later.
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], endpoint: FakeTokenEndpoint) -> None:
-        super().__init__(address, _TokenRequestHandler)
-        self.endpoint = endpoint
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        logger.exception("fake token endpoint dropped the connection of %s", client_address)
-
-
-class _TokenRequestHandler(BaseHTTPRequestHandler):
-    """One HTTP request (HTTP/1.0: the connection closes after the answer)."""
-
-    server: _TokenServer
-    server_version = "ESF"  # what Google's front end calls itself
-    sys_version = ""
-    timeout = IDLE_TIMEOUT
-
-    def do_POST(self) -> None:
-        try:
-            request = Request("POST", self.path, read_form(self.headers, self.rfile.read))
-        except MalformedRequest as problem:
-            request = Request("POST", self.path, problem=problem)
-        endpoint = self.server.endpoint
-        mode = endpoint.misbehaving(request)
-        if mode is not None:
-            self.close_connection = True
-            mode.write(self.wfile, endpoint.closing)
-            return
-        self._reply(endpoint.answer(request))
-
-    def do_GET(self) -> None:
-        self._reply(self.server.endpoint.answer(Request(self.command, self.path)))
-
-    do_PUT = do_DELETE = do_PATCH = do_GET
-
-    def log_message(self, format: str, *args: object) -> None:
-        logger.debug("%s " + format, self.address_string(), *args)
-
-    def _reply(self, answer: Answer) -> None:
-        body = json.dumps(answer.body, indent=2).encode()
-        self.send_response(answer.status)
-        for name, value in (*JSON_HEADERS, *answer.headers):
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 def serve(host: str, port: int, config_path: str | Path) -> None:
-    """Run an endpoint from the JSON config until SIGTERM or SIGINT; prints its URL once it listens.
-
-    Called from the main thread: the signals are blocked before the server's threads start, so
-    that they inherit the mask and `sigwait` here receives them.
-    """
-    endpoint = FakeTokenEndpoint.from_config(EndpointConfig.load(Path(config_path)), host, port)
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
-    try:
-        with endpoint:
-            print(endpoint.url, flush=True)
-            signal.sigwait(stop_signals)
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+    """Run an endpoint from the JSON config until SIGTERM or SIGINT; prints its URL once it
+    listens."""
+    serve_until_stopped(
+        FakeTokenEndpoint.from_config(EndpointConfig.load(Path(config_path)), host, port)
+    )

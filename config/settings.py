@@ -68,6 +68,16 @@ class Settings(BaseSettings):
     oauth_refresh_margin: float = _env(
         "CRAWLER_OAUTH_REFRESH_MARGIN", 300.0, "refresh an access token this many seconds early"
     )
+    directory_url: str = _env(
+        "CRAWLER_DIRECTORY_URL",
+        "https://admin.googleapis.com",
+        "Google Admin SDK (Directory API) base URL, for `crawler domains sync`",
+    )
+    domain_refused_backoff: float = _env(
+        "CRAWLER_DOMAIN_REFUSED_BACKOFF",
+        3600.0,
+        "how long a Workspace domain's accounts wait after Google refused its service account",
+    )
     oauth_timeout: float = _env(
         "CRAWLER_OAUTH_TIMEOUT", 20.0, "total time of one token endpoint request, seconds"
     )

@@ -145,3 +145,15 @@ class FreshTokenRefused(AccountUnavailable):
 class OAuthClientRefused(ConfigError):
     """Google refuses our OAuth client (`invalid_client`, `unauthorized_client`,
     `deleted_client` ...): no account is at fault, and none can be crawled until it is fixed."""
+
+
+class DomainRefused(CrawlerError):
+    """Google refuses a Workspace domain's service account (domain-wide delegation not granted,
+    its key deleted or wrong): no account of the domain is at fault, and none can be crawled
+    until an administrator fixes it. Its accounts wait; the domain records why."""
+
+    def __init__(self, domain: str, message: str, until: float | None = None) -> None:
+        super().__init__(f"{domain}: {message}")
+        self.domain = domain
+        self.message = message
+        self.until = until  # when its accounts try again, if the domain already says

@@ -1,7 +1,8 @@
 """`GmailCrawler`: how a Gmail account differs from any IMAP one.
 
 The crawl is `ImapCrawler`'s; Gmail adds four things. It logs in with XOAUTH2 (an access token
-from the account's refresh token, refreshed once when the cached one is refused), on the
+from the account's refresh token, or for `g_apps_oauth` from its Workspace domain's service
+account, crawler/delegation.py; refreshed once when the cached one is refused), on the
 configured Gmail server, which must offer X-GM-EXT-1. It crawls All Mail, found by its `\\All`
 flag since its name is localized. Each rule's candidates come from an `X-GM-RAW` search.
 And each message carries X-GM-MSGID, X-GM-THRID and X-GM-LABELS, the first of which is its
@@ -14,17 +15,20 @@ from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from crawler.crawl import ImapCrawler
+from crawler.delegation import DelegatedTokens
 from crawler.errors import (
     AuthFailed,
     AuthRevoked,
     BadAccount,
     ConfigError,
+    DomainRefused,
     FreshTokenRefused,
     WebLoginRequired,
 )
 from crawler.gmail.session import ImapSession, Mailbox
 from crawler.oauth import MISSING_KEY
 from crawler.rules import Rule
+from crawler.store.domains import PROVIDER as DOMAIN_PROVIDER
 
 GMAIL_PROVIDERS = frozenset({"gmail_oauth", "g_apps_oauth"})  # the providers crawled as Gmail
 AUTH_REFUSALS = 3  # logins in a row whose fresh token Gmail refused before the account fails
@@ -46,6 +50,8 @@ class GmailCrawler(ImapCrawler):
         email = self._email()
         session.require("X-GM-EXT-1")
         oauth = self.account.get("oauth")
+        if self._delegated() and oauth is None:
+            oauth = {}  # no token yet: the domain's service account mints one
         if not isinstance(oauth, Mapping):
             raise BadAccount("oauth is missing: authorize the account first")
         if self.tokens is None:
@@ -86,9 +92,36 @@ class GmailCrawler(ImapCrawler):
     def _refresh(self, oauth: Mapping[str, Any]) -> str:
         if self.tokens is None:
             raise ConfigError(MISSING_KEY)
-        access = self.tokens.refresh(oauth)
+        if self._delegated():
+            domain = self._domain()
+            delegated = self.tokens
+            if not isinstance(delegated, DelegatedTokens):  # a caller's own token source
+                delegated = DelegatedTokens(self.settings, self._cipher(), clock=self.clock)
+            access = delegated.token(domain, self._email())
+            if domain.get("refused"):
+                self.store.domains.accepted(str(domain["domain"]))
+        else:
+            access = self.tokens.refresh(oauth)
         self.store.save_oauth(self.user_uuid, self.tokens.encrypted(access))
         return access.token
+
+    def _delegated(self) -> bool:
+        """Whether the account's tokens come from its Workspace domain's service account."""
+        return self.account.get("provider") == DOMAIN_PROVIDER
+
+    def _domain(self) -> Mapping[str, Any]:
+        """The account's Workspace domain; DomainRefused while Google refuses its service
+        account (no request is made until the wait is over)."""
+        name = str(self.account.get("domain") or self._email().rpartition("@")[2]).lower()
+        domain = self.store.domains.of(name)
+        if domain is None:
+            raise BadAccount(
+                f"no service account for the Workspace domain {name}: `crawler domains add {name}`"
+            )
+        refused = domain.get("refused")
+        if isinstance(refused, Mapping) and float(refused.get("until") or 0) > self.clock():
+            raise DomainRefused(name, str(refused.get("message")), float(refused["until"]))
+        return domain
 
     def _folder(self, session: ImapSession) -> str:
         return session.all_mail()

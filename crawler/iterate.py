@@ -26,6 +26,7 @@ from crawler import airbrake, metrics
 from crawler.backoff import error_delay, throttle_delay
 from crawler.blobs import BlobStore, open_blob_store
 from crawler.crawl import CrawlResult, ImapCrawler
+from crawler.delegation import DelegatedTokens
 from crawler.errors import (
     AuthFailed,
     AuthRevoked,
@@ -33,6 +34,7 @@ from crawler.errors import (
     BadInput,
     BadRule,
     CrawlerError,
+    DomainRefused,
     FreshTokenRefused,
     ImapDisabled,
     Interrupted,
@@ -42,12 +44,13 @@ from crawler.errors import (
 from crawler.gmail_crawler import GMAIL_PROVIDERS, GmailCrawler
 from crawler.keys import Keys, check_user_uuid
 from crawler.lease import Lease, LeaseLost
-from crawler.oauth import TokenCipher, TokenSource
+from crawler.oauth import TokenCipher
 from crawler.redis_url import redis_from_url
 from crawler.retry import GroundhogDay, RetryDetails
 from crawler.rules import Rule, RuleTester, usable_rules
 from crawler.scrub import scrub_text
 from crawler.store import Store, in_shard
+from crawler.store.domains import Refusal
 from crawler.store.status import Document, LastError, State
 from crawler.uidqueue import UidQueue
 
@@ -257,7 +260,7 @@ class CrawlIterator:
             queue=queue,
             blobs=self.blobs,
             cipher=self.cipher,
-            tokens=self.cipher and TokenSource(self.settings, self.cipher, clock=self.clock),
+            tokens=self.cipher and DelegatedTokens(self.settings, self.cipher, clock=self.clock),
             rule_tester=self.rule_tester,
             clock=self.clock,
             should_stop=self.should_stop,
@@ -281,8 +284,8 @@ class CrawlIterator:
             return self._finish_throttled(user_uuid, status, error)
         if isinstance(error, Interrupted):
             return self._finish_interrupted(user_uuid)
-        if isinstance(error, OAuthClientRefused):
-            return self._finish_client_refused(user_uuid, error)
+        if isinstance(error, OAuthClientRefused | DomainRefused):  # no account is at fault
+            return self._finish_refused(user_uuid, error)
         if isinstance(error, LeaseLost):  # another worker crawls the account now: its status
             log.warning("crawl of %s stopped: %s", user_uuid, error, extra={"user_uuid": user_uuid})
             return "lease_lost"
@@ -317,6 +320,28 @@ class CrawlIterator:
             log.error("Google refuses the OAuth client: %s", error, extra={"error": str(error)})
             self._report(user_uuid, error)
         self.store.statuses.deferred(user_uuid, self.clock() + wait)
+        return "deferred"
+
+    def _finish_refused(self, user_uuid: str, error: OAuthClientRefused | DomainRefused) -> str:
+        if isinstance(error, DomainRefused):
+            return self._finish_domain_refused(user_uuid, error)
+        return self._finish_client_refused(user_uuid, error)
+
+    def _finish_domain_refused(self, user_uuid: str, error: DomainRefused) -> str:
+        """Google refuses a Workspace domain's service account: none of its accounts is at
+        fault. The domain records why and until when (CRAWLER_DOMAIN_REFUSED_BACKOFF), its
+        accounts keep their state and wait for it, and the error is logged and reported once a
+        day per domain."""
+        until = error.until
+        if until is None:  # Google said so just now
+            now = self.clock()
+            until = now + self.settings.domain_refused_backoff
+            refusal: Refusal = {"message": error.message, "at": now, "until": until}
+            self.store.domains.refused(error.domain, refusal)
+            if self.redis.set(self.keys.domain_reported(error.domain), "1", nx=True, ex=86400):
+                log.error("Google refuses a domain: %s", error, extra={"domain": error.domain})
+                self._report(user_uuid, error)
+        self.store.statuses.deferred(user_uuid, until)
         return "deferred"
 
     def _report(self, user_uuid: str, error: Exception) -> None:

@@ -73,6 +73,10 @@ class Keys:
         """`SET NX EX` lock so that one monitor acts per interval."""
         return f"{self.prefix}monitor:lock"
 
+    def domain_reported(self, domain: str) -> str:
+        """Set, for a day, once a refused Workspace domain was reported."""
+        return f"{self.prefix}domain:reported:{domain}"
+
     @property
     def oauth_refused(self) -> str:
         """Set while Google refuses our OAuth client (`invalid_client` ...): why, with a TTL.

@@ -108,14 +108,15 @@ class TokenCipher:
         return self._fernet.encrypt(token.encode()).decode()
 
     def decrypt(self, ciphertext: object, field: str) -> str:
-        """The token behind `ciphertext`; BadAccount naming `field` when it cannot be read."""
+        """The token behind `ciphertext`; BadAccount naming `field` (its path in the document)
+        when it cannot be read."""
         if not isinstance(ciphertext, str):
-            raise BadAccount(f"oauth.{field} is missing or not a string")
+            raise BadAccount(f"{field} is missing or not a string")
         try:
             return self._fernet.decrypt(ciphertext.encode()).decode()
         except InvalidToken:
             raise BadAccount(
-                f"oauth.{field} cannot be decrypted with CRAWLER_SECRET_KEY (wrong key?)"
+                f"{field} cannot be decrypted with CRAWLER_SECRET_KEY (wrong key?)"
             ) from None
 
 
@@ -137,7 +138,7 @@ class TokenSource:
         http: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        _check_endpoint("CRAWLER_OAUTH_TOKEN_URL", settings.oauth_token_url)
+        check_endpoint("CRAWLER_OAUTH_TOKEN_URL", settings.oauth_token_url)
         self._settings = settings
         self._cipher = cipher
         self._http = bounded_session(settings, http)
@@ -150,21 +151,23 @@ class TokenSource:
             return None
         if expires_at - self._settings.oauth_refresh_margin <= self._clock():
             return None
-        return AccessToken(self._cipher.decrypt(oauth["access_token"], "access_token"), expires_at)
+        return AccessToken(
+            self._cipher.decrypt(oauth["access_token"], "oauth.access_token"), expires_at
+        )
 
     def refresh(self, oauth: Mapping[str, Any]) -> AccessToken:
         """A new access token from the token endpoint, using the stored refresh token."""
-        refresh_token = self._cipher.decrypt(oauth.get("refresh_token"), "refresh_token")
+        refresh_token = self._cipher.decrypt(oauth.get("refresh_token"), "oauth.refresh_token")
         client = WebApplicationClient(self._settings.oauth_client_id)
         body = client.prepare_refresh_body(
             refresh_token=refresh_token,
             client_id=self._settings.oauth_client_id,
             client_secret=self._settings.oauth_client_secret.get_secret_value(),
         )
-        answer = _post(self._settings, self._http, body)
+        answer = post_form(self._settings, self._http, body)
         revoked = AuthRevoked("the refresh token is expired or revoked (invalid_grant)")
         token = answer.granted("refresh", revoked)
-        return AccessToken(token["access_token"], self._clock() + _expires_in(token))
+        return AccessToken(token["access_token"], self._clock() + expires_in(token))
 
     def encrypted(self, access: AccessToken) -> dict[str, Any]:
         """The `oauth` fields to store for a refreshed token."""
@@ -187,7 +190,7 @@ class Consent:
         http: requests.Session | None = None,
     ) -> None:
         for name, url in (("AUTH", settings.oauth_auth_url), ("TOKEN", settings.oauth_token_url)):
-            _check_endpoint(f"CRAWLER_OAUTH_{name}_URL", url)
+            check_endpoint(f"CRAWLER_OAUTH_{name}_URL", url)
         self._settings = settings
         self._http = bounded_session(settings, http)
         self._client = WebApplicationClient(settings.oauth_client_id)
@@ -220,7 +223,7 @@ class Consent:
             code_verifier=self._verifier,
             client_secret=self._settings.oauth_client_secret.get_secret_value(),
         )
-        answer = _post(self._settings, self._http, body)
+        answer = post_form(self._settings, self._http, body)
         token = answer.granted("code", AuthFailed("token endpoint refused the code: invalid_grant"))
         refresh_token = token.get("refresh_token")
         if not isinstance(refresh_token, str) or not refresh_token:
@@ -279,7 +282,7 @@ def _error_code(fields: Mapping[str, Any] | None) -> str | None:
     return code if _ERROR_CODE.fullmatch(code) else "unreadable_error"
 
 
-def _expires_in(token: Mapping[str, Any]) -> float:
+def expires_in(token: Mapping[str, Any]) -> float:
     value = token.get("expires_in")
     if value is None:
         return DEFAULT_EXPIRES_IN
@@ -292,67 +295,82 @@ def _expires_in(token: Mapping[str, Any]) -> float:
     return seconds
 
 
-def _post(settings: Settings, session: requests.Session, body: str) -> TokenAnswer:
+def post_form(settings: Settings, session: requests.Session, body: str) -> TokenAnswer:
     """POST a form to the token endpoint, within CRAWLER_OAUTH_TIMEOUT in all, without following
     a redirect or reading more than MAX_ANSWER + 1 bytes; Transient when it cannot be had."""
-    timeout = settings.oauth_timeout
-    late = f"token endpoint took longer than CRAWLER_OAUTH_TIMEOUT ({timeout:g} s)"
-    with _Deadline(timeout) as deadline:
-        try:
-            left = deadline.left()
-            response = session.post(
-                settings.oauth_token_url,
-                data=body,
-                headers=FORM_HEADERS,
-                timeout=(left, left),
-                allow_redirects=False,
-                stream=True,
-            )
-        except requests.RequestException as error:
-            if deadline.expired or isinstance(error, requests.Timeout):
-                raise Transient(late) from None
-            raise Transient(f"token endpoint unreachable: {type(error).__name__}") from None
-        with response:
-            status = response.status_code
-            if 300 <= status < 400:
-                raise Transient(f"token endpoint answered HTTP {status}, a redirect: not followed")
-            if status >= 500 or status == 429:
-                raise Transient(f"token endpoint answered HTTP {status}")
-            body_bytes = _read_capped(response, deadline, late)
-            media_type = (response.headers.get("Content-Type") or "").partition(";")[0].strip()
-        if deadline.expired:
-            raise Transient(late)
-    shown = media_type if _MEDIA_TYPE.fullmatch(media_type) else "no media type"
-    return TokenAnswer(status, shown, body_bytes)
+    endpoint = Peer("token endpoint", settings.oauth_token_url, settings.oauth_timeout, MAX_ANSWER)
+    return endpoint.request(session, "POST", data=body, headers=FORM_HEADERS)
 
 
-def _read_capped(response: requests.Response, deadline: _Deadline, late: str) -> bytes:
-    """The body of `response`, of at most MAX_ANSWER bytes; Transient when it is longer, is
-    compressed, or does not arrive before the deadline."""
-    over = f"token endpoint answered more than {MAX_ANSWER} bytes"
-    encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
-    if encoding != "identity":
-        raise Transient("token endpoint answered a compressed body it was not asked for")
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > MAX_ANSWER:
-        raise Transient(over)
-    raw: urllib3.BaseHTTPResponse = response.raw
-    body = bytearray()
-    try:
-        while len(body) <= MAX_ANSWER:
-            piece = raw.read(min(READ_PIECE, MAX_ANSWER + 1 - len(body)), decode_content=False)
+@dataclass(frozen=True)
+class Peer:
+    """An HTTP peer of Google's that can lie, stall or flood: each request to it lasts `timeout`
+    seconds in all (CRAWLER_OAUTH_TIMEOUT), follows no redirect, and reads at most `cap` bytes."""
+
+    name: str
+    url: str
+    timeout: float
+    cap: int
+
+    def request(self, session: requests.Session, method: str, **kwargs: Any) -> TokenAnswer:
+        """The answer to one request (`kwargs` as requests takes them); Transient when it
+        cannot be had: no connection, the deadline, a redirect, 429, 5xx, an answer too big."""
+        late = f"{self.name} took longer than CRAWLER_OAUTH_TIMEOUT ({self.timeout:g} s)"
+        with _Deadline(self.timeout) as deadline:
+            try:
+                left = deadline.left()
+                response = session.request(
+                    method,
+                    self.url,
+                    timeout=(left, left),
+                    allow_redirects=False,
+                    stream=True,
+                    **kwargs,
+                )
+            except requests.RequestException as error:
+                if deadline.expired or isinstance(error, requests.Timeout):
+                    raise Transient(late) from None
+                raise Transient(f"{self.name} unreachable: {type(error).__name__}") from None
+            with response:
+                status = response.status_code
+                if 300 <= status < 400:
+                    raise Transient(f"{self.name} answered HTTP {status}, a redirect: not followed")
+                if status >= 500 or status == 429:
+                    raise Transient(f"{self.name} answered HTTP {status}")
+                body_bytes = self._read_capped(response, deadline, late)
+                media_type = (response.headers.get("Content-Type") or "").partition(";")[0].strip()
             if deadline.expired:
                 raise Transient(late)
-            if not piece:
-                break
-            body += piece
-    except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
-        if deadline.expired:
-            raise Transient(late) from None
-        raise Transient(f"token endpoint answer broke off: {type(error).__name__}") from None
-    if len(body) > MAX_ANSWER:
-        raise Transient(over)
-    return bytes(body)
+        shown = media_type if _MEDIA_TYPE.fullmatch(media_type) else "no media type"
+        return TokenAnswer(status, shown, body_bytes)
+
+    def _read_capped(self, response: requests.Response, deadline: _Deadline, late: str) -> bytes:
+        """The body of `response`, of at most `cap` bytes; Transient when it is longer, is
+        compressed, or does not arrive before the deadline."""
+        cap, over = self.cap, f"{self.name} answered more than {self.cap} bytes"
+        encoding = (response.headers.get("Content-Encoding") or "identity").strip().lower()
+        if encoding != "identity":
+            raise Transient(f"{self.name} answered a compressed body it was not asked for")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > cap:
+            raise Transient(over)
+        raw: urllib3.BaseHTTPResponse = response.raw
+        body = bytearray()
+        try:
+            while len(body) <= cap:
+                piece = raw.read(min(READ_PIECE, cap + 1 - len(body)), decode_content=False)
+                if deadline.expired:
+                    raise Transient(late)
+                if not piece:
+                    break
+                body += piece
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as error:
+            if deadline.expired:
+                raise Transient(late) from None
+            raise Transient(f"{self.name} answer broke off: {type(error).__name__}") from None
+        if len(body) > cap:
+            raise Transient(over)
+        return bytes(body)
 
 
 # -- the deadline -------------------------------------------------------------------------
@@ -469,15 +487,17 @@ class _DeadlineAdapter(HTTPAdapter):
         return manager
 
 
-def bounded_session(settings: Settings, session: requests.Session | None) -> requests.Session:
-    """`session` (a new one if None), reaching the token endpoint through connections that
-    the request's deadline can cut."""
+def bounded_session(
+    settings: Settings, session: requests.Session | None, url: str | None = None
+) -> requests.Session:
+    """`session` (a new one if None), reaching the token endpoint (or `url`) through
+    connections that the request's deadline can cut."""
     session = session or requests.Session()
-    session.mount(settings.oauth_token_url, _DeadlineAdapter())
+    session.mount(url or settings.oauth_token_url, _DeadlineAdapter())
     return session
 
 
-def _check_endpoint(name: str, url: str) -> None:
+def check_endpoint(name: str, url: str) -> None:
     """Tokens travel only over HTTPS, except to a stand-in on this machine's loopback."""
     if not is_secure_endpoint(url):
         raise ConfigError(f"{name} must be https:// (got {url!r})")

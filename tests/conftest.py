@@ -71,4 +71,5 @@ pytest_plugins = [
     "tests.plugins.dovecot",
     "tests.plugins.fakes",
     "tests.plugins.crawling",
+    "tests.plugins.admin",
 ]

@@ -61,6 +61,7 @@ class Report:
     failing: list[dict[str, Any]]
     rule_errors: list[tuple[str, str, str]]  # (user_uuid, rule id, reason)
     warnings: list[tuple[str, str]]  # (user_uuid, what may be wrong with the account)
+    refused_domains: list[tuple[str, str, str]]  # (domain, until, why Google refuses it)
     queues: list[QueueRow]
     totals: dict[str, int]
 
@@ -119,6 +120,11 @@ def gather(ops: Operator, now: float, limit: int) -> Report:
             (str(document.get("user_uuid")), str(document["folder_warning"]))
             for document in ops.store.folder_warnings(limit)
         ],
+        refused_domains=[
+            (str(domain["domain"]), timestamp(refused.get("until")), str(refused.get("message")))
+            for domain in ops.store.domains.all()
+            if isinstance(refused := domain.get("refused"), dict)
+        ][:limit],
     )
 
 
@@ -190,6 +196,11 @@ def show(report: Report) -> None:
         _failing_table(report),
         table("Rules that cannot be used", ("user", "rule", "reason"), report.rule_errors),
         table("Accounts that may be cut short", ("user", "warning"), report.warnings),
+        table(
+            "Workspace domains Google refuses (their accounts wait)",
+            ("domain", "until", "why"),
+            report.refused_domains,
+        ),
         table("Queues", columns, queues),
         table("Totals", report.totals.keys(), [report.totals.values()]),
     ):

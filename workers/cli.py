@@ -147,7 +147,11 @@ def fake_gmail(
 def fake_oauth(
     config: Annotated[
         Path,
-        typer.Option(help="JSON file: client id and secret, grants, revoked tokens.", exists=True),
+        typer.Option(
+            help="JSON file: client id and secret, grants, revoked tokens, service accounts, "
+            "Workspace domains.",
+            exists=True,
+        ),
     ],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8085,
     host: HostOption = "127.0.0.1",
@@ -158,6 +162,26 @@ def fake_oauth(
     """
     with standins_needed("fake-oauth"):
         from standins.fakeoauth import serve
+
+    serve(host, port, config)
+
+
+@app.command("fake-directory")
+def fake_directory(
+    config: Annotated[
+        Path,
+        typer.Option(help="The fake token endpoint's JSON file (its domains).", exists=True),
+    ],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8086,
+    host: HostOption = "127.0.0.1",
+) -> None:
+    """Run the fake Google Admin SDK Directory API (users.list) of the fake token endpoint's
+    Workspace domains.
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("fake-directory"):
+        from standins.fakedirectory import serve
 
     serve(host, port, config)
 
@@ -180,7 +204,8 @@ def embedded_mongo(
 @app.command()
 @operator_command
 def demo() -> None:
-    """Crawl four fake Gmail accounts (one throttled, one refreshed, one revoked) end to end.
+    """Crawl fake Gmail accounts end to end: four with refresh tokens (one throttled, one
+    refreshed, one revoked) and a Workspace domain's, through domain-wide delegation.
 
     Needs the `standins` extra.
     """

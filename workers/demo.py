@@ -1,11 +1,21 @@
 """`crawler demo`: the crawler on an embedded default, start to finish, in a few seconds.
 
-Everything runs in this one process: a fake Gmail holding four accounts filled from the fixture
-corpus (one ordinary, one that Gmail throttles midway, one whose access token has expired and is
-refreshed from the fake token endpoint, one whose grant was revoked), the fake token endpoint,
-the embedded MongoDB stand-in, two real `Worker`s on static shards 0/2 and 1/2, and a real
-`Monitor` checking every second. Redis is the one on CRAWLER_REDIS_URL, under a key prefix of the
-demo's own that is deleted at the end.
+Everything runs in this one process: a fake Gmail holding mailboxes
+filled from the fixture corpus, the fake token endpoint, the fake Admin SDK Directory API, the
+embedded MongoDB stand-in, two real `Worker`s on static shards 0/2 and 1/2, and a real `Monitor`
+checking every second. Redis is the one on CRAWLER_REDIS_URL, under a key prefix of the demo's
+own that is deleted at the end.
+
+Four accounts have a refresh token: one ordinary, one that Gmail throttles midway, one whose
+access token has expired and is refreshed from the fake token endpoint, one whose grant was
+revoked. The others are the users of a Google Workspace domain, corp.example, crawled through
+domain-wide delegation: the fake token endpoint makes its service account, the domain's
+administrator grants it the mail and directory scopes, and the fake directory lists three users,
+one of them suspended. The domain is set up as the operator commands do it (their functions, on
+the demo's stores and fakes): `crawler domains add` checks the service account's key with the fake
+token endpoint and stores it, and `crawler domains sync` adds the directory's two active users as
+`g_apps_oauth` accounts with a rule, skipping the suspended one. The workers crawl those two with
+access tokens minted from the domain's key: no refresh token is stored or asked for.
 
 A progress bar per account follows `crawl_status` and the account's UID queue while the workers
 crawl. The clock the crawler sees is simulated: when nothing is left to crawl, it jumps to the end
@@ -35,30 +45,39 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from config import Settings, load_settings
-from crawler.errors import ConfigError
+from crawler.delegation import DIRECTORY_SCOPE, JWT_BEARER, ServiceAccountKey
+from crawler.errors import ConfigError, CrawlerError
 from crawler.iterate import PassResult
 from crawler.keys import Keys
-from crawler.oauth import TokenCipher
+from crawler.oauth import IMAP_SCOPE, TokenCipher
 from crawler.store.admin import AdminStore
 from crawler.store.status import Document
 from standins import tokens
 from standins.embedded_mongo import EmbeddedMongo
+from standins.fakedirectory import FakeDirectory
 from standins.fakegmail import FakeGmail, Fault, FaultKind
 from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
+from workers.admin_context import Operator
+from workers.admin_domains import store_key, sync_domain
+from workers.admin_rules import RuleOptions
 from workers.connections import mongo_client, redis_client
 from workers.monitor import Check, Monitor
 from workers.worker import Worker
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "messages"
 BLOB_DIR = Path("var/demo/blobs")
+DATABASE = "demo"
+DOMAIN = "corp.example"  # the Workspace domain crawled through domain-wide delegation
 SHARDS = 2
 MAX_PASSES = 10
 GMAIL_LATENCY = 0.01  # seconds before each answer of the fake Gmail
 REFRESH_EVERY = 0.1  # seconds between progress updates while the workers crawl
-PIPE_WIDTH = 120  # columns of the output when it is not a terminal (a log, CI)
+PIPE_WIDTH = 160  # columns of the output when it is not a terminal (a log, CI)
 TABLE_COLUMNS = (
     "account",
     "story",
+    "provider",
+    "refresh\ntoken",
     "state",
     "attachments\nsaved",
     "bytes",
@@ -69,46 +88,82 @@ TABLE_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class DemoAccount:
-    """One account of the demo and what happens to it."""
+class Ending:
+    """How an account ended, as the table shows it."""
 
-    user_uuid: str
-    email: str
+    state: str | None  # None: there is no account (the sync skipped the user)
+    provider: str | None
+    refresh_token: bool  # whether the account holds one
+    auth_revoked: bool
+    throttled: bool
+    token_requests: int  # of the crawl: refreshes, or assertions of the domain's service account
+    attachments: int
+
+    def shown_refresh_token(self) -> str:
+        """Whether the account holds a refresh token, in the table's words."""
+        if self.provider is None:
+            return "-"
+        return "stored" if self.refresh_token else "none"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    """One account of the demo and what happens to it.
+
+    An account with a refresh token is added by the demo as user_uuid `name`; a user of DOMAIN
+    (`delegated`) is added by `crawler domains sync`, which names its user_uuid.
+    """
+
+    name: str
     story: str
     token_ttl: float = 3600.0  # seconds the stored access token has left (negative: expired)
     revoked: bool = False
     throttled: bool = False
+    delegated: bool = False  # a user of DOMAIN: synced from its directory, no refresh token
+    admin: bool = False  # DOMAIN's administrator, as whom `crawler domains sync` reads
+    suspended: bool = False  # suspended in DOMAIN's directory: the sync skips the user
 
     @property
-    def refresh_token(self) -> str:
-        """The account's refresh token, as the fake token endpoint knows it."""
-        return f"1//demo-{self.user_uuid}"
+    def email(self) -> str:
+        """The account's address: in DOMAIN for a user of the domain."""
+        return f"{self.name}@{DOMAIN if self.delegated else 'example.com'}"
 
-    def ended_as_told(self, status: Mapping[str, Any], token_requests: int) -> bool:
-        """Whether the account's `crawl_status` and token requests are what its story says."""
-        expected = (
-            "auth_failed" if self.revoked else "idle",
-            self.revoked,
-            self.throttled,
-            1 if self.token_ttl < 0 else 0,  # an expired token is refreshed (or refused) once
-            0 if self.revoked else corpus_attachments(),
+    @property
+    def refresh_token(self) -> str | None:
+        """The account's refresh token, as the fake token endpoint knows it; None for a user
+        of DOMAIN, whose tokens the domain's service account mints."""
+        return None if self.delegated else f"1//demo-{self.name}"
+
+    def expected(self) -> Ending:
+        """How the account ends if its story holds."""
+        if self.suspended:
+            return Ending(None, None, False, False, False, 0, 0)
+        return Ending(
+            state="auth_failed" if self.revoked else "idle",
+            provider="g_apps_oauth" if self.delegated else "gmail_oauth",
+            refresh_token=not self.delegated,
+            auth_revoked=self.revoked,
+            throttled=self.throttled,
+            # an expired token is refreshed (or refused) once; a user of DOMAIN gets one token
+            token_requests=1 if self.delegated or self.token_ttl < 0 else 0,
+            attachments=0 if self.revoked else corpus_attachments(),
         )
-        found = (
-            status.get("state"),
-            bool(status.get("auth_revoked")),
-            bool(status.get("throttle_backoff_timestamp")),
-            token_requests,
-            int((status.get("totals") or {}).get("attachments", 0)),
-        )
-        return found == expected
 
 
 ACCOUNTS = (
-    DemoAccount("alice", "alice@example.com", "crawled"),
-    DemoAccount("bob", "bob@example.com", "throttled midway, resumed", throttled=True),
-    DemoAccount("carol", "carol@example.com", "token expired, refreshed", token_ttl=-60),
-    DemoAccount("dave", "dave@example.com", "grant revoked", token_ttl=-60, revoked=True),
+    DemoAccount("alice", "crawled"),
+    DemoAccount("bob", "throttled midway, resumed", throttled=True),
+    DemoAccount("carol", "token expired, refreshed", token_ttl=-60),
+    DemoAccount("dave", "grant revoked", token_ttl=-60, revoked=True),
+    DemoAccount("erin", "Workspace admin, synced", delegated=True, admin=True),
+    DemoAccount("frank", "Workspace user, synced", delegated=True),
+    DemoAccount("grace", "suspended: sync skips her", delegated=True, suspended=True),
 )
+DOMAIN_ADMIN = next(account.email for account in ACCOUNTS if account.admin)
+
+
+class SetupFailed(CrawlerError):
+    """An operator command that sets up the demo failed."""
 
 
 @cache
@@ -156,11 +211,11 @@ def run(console: Console | None = None) -> bool:
     """Run the demo; True when every account ended as its story says."""
     console = console or _console()
     try:
-        with _world() as world:
+        with _world(console) as world:
             _crawl(world, console)
             _report(world, console)
             return world.as_expected()
-    except ConfigError as error:  # Redis is missing or unusable
+    except (ConfigError, SetupFailed) as error:  # Redis is missing or unusable; a setup failed
         console.print(f"demo: {error}", style="red", markup=False)
         return False
 
@@ -226,17 +281,31 @@ def _running(monitor: Monitor) -> Iterator[None]:
 class _World:
     """The fakes, the stores, the workers and the monitor of one demo."""
 
-    def __init__(self, gmail: FakeGmail, oauth: FakeTokenEndpoint, mongo: EmbeddedMongo) -> None:
+    def __init__(
+        self,
+        gmail: FakeGmail,
+        oauth: FakeTokenEndpoint,
+        directory: FakeDirectory,
+        mongo: EmbeddedMongo,
+        console: Console,
+    ) -> None:
         self.gmail, self.oauth = gmail, oauth
         self.clock = SimulatedClock()
-        self.settings = _settings(gmail, oauth)
+        oauth.clock = self.clock  # Google checks an assertion's times on the crawler's clock
+        self.settings = _settings(gmail, oauth, directory, mongo)
         self.keys = Keys(self.settings.redis_prefix)
         self.redis = redis_client(self.settings.redis_url)
         self.mongo = mongo_client(mongo.uri)
-        self.store = AdminStore(self.mongo["demo"])
+        self.store = AdminStore(self.mongo[DATABASE])
         self.cipher = TokenCipher(self.settings.secret_key.get_secret_value())
         for account in ACCOUNTS:
             self._add(account)
+        self._add_domain(console)
+        self.user_uuids = {
+            str(account["email"]): str(account["user_uuid"])
+            for account in self.store.accounts.find({}, {"email": 1, "user_uuid": 1})
+        }
+        self.setup_requests = len(oauth.requests)  # token requests before the crawl
         self.workers = [self._worker(shard) for shard in range(SHARDS)]
         self.monitor = RecordingMonitor(
             self.settings, self.store.db, self.redis, monitor_id="demo-monitor", clock=self.clock
@@ -249,6 +318,8 @@ class _World:
         return Worker(shard_settings, self.store.db, self.redis, clock=self.clock)
 
     def _add(self, account: DemoAccount) -> None:
+        """The account's mailbox, filled from the corpus; and, but for a user of DOMAIN (the
+        sync adds those), the account with its refresh token, and a rule."""
         fake = self.gmail.add_account(account.email)
         fake.faults.latency = GMAIL_LATENCY
         for path in sorted(CORPUS.glob("*.eml")):
@@ -257,16 +328,44 @@ class _World:
             fake.faults.add(
                 Fault(FaultKind.THROTTLED, commands={"UID FETCH"}, after_commands=15, times=1)
             )
+        if account.refresh_token is None:
+            self.oauth.add_domain_user(
+                account.email, is_admin=account.admin, suspended=account.suspended
+            )
+            return
         self.oauth.add_grant(account.refresh_token, account.email)
         if account.revoked:
             self.oauth.revoke(account.refresh_token)
         expires_at = self.clock.now + account.token_ttl
         self.store.add_account(
             tokens.gmail_account(
-                self.cipher, account.user_uuid, account.email, account.refresh_token, expires_at
+                self.cipher, account.name, account.email, account.refresh_token, expires_at
             )
         )
-        self.store.add_rule({"user_uuid": account.user_uuid})
+        self.store.add_rule({"user_uuid": account.name})
+
+    def _add_domain(self, console: Console) -> None:
+        """DOMAIN's service account, made by the fake token endpoint and granted the delegation
+        by the domain's administrator; its key stored and checked, and its directory synced,
+        as `crawler domains add` and `crawler domains sync` do."""
+        key_file = self.oauth.new_service_account(project_id="crawler-demo")
+        self.oauth.delegate(DOMAIN, key_file["client_id"], [IMAP_SCOPE, DIRECTORY_SCOPE])
+        key = ServiceAccountKey.parse(json.dumps(key_file).encode())
+        ops = Operator(self.settings)
+        try:
+            say = f"$ crawler domains add {DOMAIN} --service-account-file key.json --admin"
+            console.print(f"{say} {DOMAIN_ADMIN}", style="bold", markup=False)
+            refused = store_key(ops, DOMAIN, key, DOMAIN_ADMIN, DOMAIN_ADMIN)
+            if refused is not None:
+                raise SetupFailed(refused.message)
+            console.print(f"stored the service account {key.client_email}", markup=False)
+            console.print(f"$ crawler domains sync {DOMAIN}", style="bold", markup=False)
+            for line in sync_domain(ops, DOMAIN, RuleOptions(), prune=False).lines():
+                console.print(line, markup=False, highlight=False)
+        except CrawlerError as error:
+            raise SetupFailed(f"the Workspace domain {DOMAIN}: {error}") from None
+        finally:
+            ops.close()
 
     def crawl_pass(self, while_crawling: Callable[[], None]) -> list[tuple[Worker, PassResult]]:
         """One pass of every worker, at once; `while_crawling` is called as they go."""
@@ -312,6 +411,39 @@ class _World:
         """Commands the fake Gmail received for the account."""
         return sum(self.gmail.account(account.email).ledger.commands.values())
 
+    def token_requests(self, account: DemoAccount) -> int:
+        """The account's refreshes; or, for a user of DOMAIN, the assertions the crawl made
+        for it (not those of the operator commands before it)."""
+        if account.refresh_token is not None:
+            return self.oauth.refresh_count(account.refresh_token)
+        crawl = self.oauth.requests[self.setup_requests :]
+        return sum(1 for r in crawl if r.grant_type == JWT_BEARER and r.subject == account.email)
+
+    def crawled(self) -> list[tuple[DemoAccount, str]]:
+        """The accounts there are (a user the sync skipped has none), with their user_uuids."""
+        return [
+            (account, self.user_uuids[account.email])
+            for account in ACCOUNTS
+            if account.email in self.user_uuids
+        ]
+
+    def ending(self, account: DemoAccount, statuses: Mapping[str, Document]) -> Ending:
+        """How the account ended."""
+        user_uuid = self.user_uuids.get(account.email)
+        stored = self.store.account(user_uuid) if user_uuid is not None else None
+        if stored is None:
+            return Ending(None, None, False, False, False, self.token_requests(account), 0)
+        status = statuses.get(str(user_uuid), {})
+        return Ending(
+            state=status.get("state"),
+            provider=stored.get("provider"),
+            refresh_token=bool((stored.get("oauth") or {}).get("refresh_token")),
+            auth_revoked=bool(status.get("auth_revoked")),
+            throttled=bool(status.get("throttle_backoff_timestamp")),
+            token_requests=self.token_requests(account),
+            attachments=int((status.get("totals") or {}).get("attachments", 0)),
+        )
+
     def blob_count(self) -> int:
         """Distinct blobs the attachments of this demo are stored in."""
         return len(self.store.attachments.distinct("blob"))
@@ -323,17 +455,20 @@ class _World:
             table.add_column(column, no_wrap=column == "account")
         statuses = self.statuses()
         for account in ACCOUNTS:
-            status = statuses.get(account.user_uuid, {})
+            ending = self.ending(account, statuses)
+            status = statuses.get(self.user_uuids.get(account.email, ""), {})
             totals = status.get("totals") or {}
             until = status.get("throttle_backoff_timestamp") or 0
             table.add_row(
                 account.email,
                 account.story,
-                str(status.get("state")),
-                str(totals.get("attachments", 0)),
+                ending.provider or "-",
+                ending.shown_refresh_token(),
+                ending.state or "no account",
+                str(ending.attachments),
                 str(totals.get("bytes", 0)),
                 str(self.imap_commands(account)),
-                str(self.oauth.refresh_count(account.refresh_token)),
+                str(ending.token_requests),
                 _clock_time(until) if until else "-",
             )
         return table
@@ -341,12 +476,7 @@ class _World:
     def as_expected(self) -> bool:
         """Whether every account ended as its story says."""
         statuses = self.statuses()
-        return all(
-            account.ended_as_told(
-                statuses.get(account.user_uuid, {}), self.oauth.refresh_count(account.refresh_token)
-            )
-            for account in ACCOUNTS
-        )
+        return all(self.ending(account, statuses) == account.expected() for account in ACCOUNTS)
 
     def close(self) -> None:
         """Delete the demo's Redis keys (only its own prefix) and close the clients."""
@@ -363,10 +493,10 @@ class _Bars:
     def __init__(self, progress: Progress, world: _World) -> None:
         self.progress, self.world = progress, world
         self.tasks = {
-            account.user_uuid: progress.add_task(
+            user_uuid: progress.add_task(
                 account.email, total=None, attachments=0, state="waiting for a worker"
             )
-            for account in ACCOUNTS
+            for account, user_uuid in world.crawled()
         }
 
     def refresh(self) -> None:
@@ -417,14 +547,18 @@ def _clock_time(timestamp: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(timestamp))
 
 
-def _settings(gmail: FakeGmail, oauth: FakeTokenEndpoint) -> Settings:
+def _settings(
+    gmail: FakeGmail, oauth: FakeTokenEndpoint, directory: FakeDirectory, mongo: EmbeddedMongo
+) -> Settings:
     return load_settings(
+        mongodb_url=f"{mongo.uri}/{DATABASE}",
         imap_host="127.0.0.1",
         imap_port=gmail.port,
         imap_tls=False,
         oauth_token_url=oauth.url,
         oauth_client_id=DEFAULT_CLIENT_ID,
         oauth_client_secret=DEFAULT_CLIENT_SECRET,
+        directory_url=directory.root_url,
         secret_key=Fernet.generate_key().decode(),
         blob_dir=BLOB_DIR,
         blob_store="file",
@@ -436,11 +570,12 @@ def _settings(gmail: FakeGmail, oauth: FakeTokenEndpoint) -> Settings:
 
 
 @contextmanager
-def _world() -> Iterator[_World]:
+def _world(console: Console) -> Iterator[_World]:
     with ExitStack() as stack:
         gmail = stack.enter_context(FakeGmail())
         oauth = stack.enter_context(FakeTokenEndpoint())
+        directory = stack.enter_context(FakeDirectory.for_endpoint(oauth))
         mongo = stack.enter_context(EmbeddedMongo())
-        world = _World(gmail, oauth, mongo)
+        world = _World(gmail, oauth, directory, mongo, console)
         stack.callback(world.close)
         yield world

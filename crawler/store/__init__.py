@@ -1,6 +1,7 @@
-"""Every MongoDB call the crawler makes, in three modules: this one, the crawl path's (`rules`,
-`accounts`, `attachments` and their indexes); `status`, the one writer of `crawl_status`; and
-`admin`, the operator commands' queries.
+"""Every MongoDB call the crawler makes, in four modules: this one, the crawl path's (`rules`,
+`accounts`, `attachments` and their indexes); `status`, the one writer of `crawl_status`;
+`domains`, the Workspace domains and their service accounts; and `admin`, the operator commands'
+queries.
 
 Keeping them here keeps the contract narrow: the same operations run on mongomock, on the
 embedded stand-in and on a real MongoDB.
@@ -17,6 +18,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from crawler.store.domains import DomainBook
 from crawler.store.status import Document, StatusBook
 
 __all__ = ["Document", "Store", "in_shard", "stable_hash", "storable_msgid"]
@@ -45,6 +47,7 @@ class Store:
         self.rules = database["rules"]
         self.accounts = database["accounts"]
         self.statuses = StatusBook(database)
+        self.domains = DomainBook(database)
         self.attachments = database["attachments"]
         self.meta = database["crawler_meta"]
 
@@ -53,6 +56,7 @@ class Store:
         self.rules.create_index([("user_uuid", ASCENDING), ("enabled", ASCENDING)])
         self.accounts.create_index("user_uuid", unique=True)
         self.statuses.ensure_indexes()
+        self.domains.ensure_indexes()
         self.attachments.create_index(
             [("user_uuid", ASCENDING), ("gm_msgid", ASCENDING), ("part", ASCENDING)], unique=True
         )

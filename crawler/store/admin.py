@@ -66,6 +66,10 @@ class AdminStore(Store):
         """The rule whose `_id` is `rule_id` (an ObjectId in hex, or a string id)."""
         return self.rules.find_one({"_id": {"$in": _rule_ids(rule_id)}})
 
+    def remove_rules(self, user_uuid: str) -> int:
+        """Delete every rule of the account; how many there were."""
+        return self.rules.delete_many({"user_uuid": user_uuid}).deleted_count
+
     def remove_rule(self, rule_id: str) -> bool:
         """Delete a rule; False if there is no such rule."""
         return bool(self.rules.delete_one({"_id": {"$in": _rule_ids(rule_id)}}).deleted_count)

@@ -4,14 +4,15 @@ set -eu
 . deploy/dev/env.sh
 dev_wait "$DEV_MONGO_PORT" "$DEV_GMAIL_PORT" "$DEV_OAUTH_PORT"
 
-# account EMAIL USER_UUID REFRESH_TOKEN: a Gmail account; its refresh token goes in on stdin.
+# account EMAIL USER_UUID REFRESH_TOKEN [OPTION]: a Gmail account; its refresh token goes in on
+# stdin, and the fake token endpoint checks it (carol's is revoked: stored unchecked).
 account() {
-    printf '%s\n' "$3" | crawler accounts add "$1" --user-uuid "$2" --refresh-token-stdin
+    printf '%s\n' "$3" | crawler accounts add "$1" --user-uuid "$2" --refresh-token-stdin ${4:-}
 }
 
 account alice@example.com alice 1//dev-alice
 account bob@example.com bob 1//dev-bob
-account carol@example.com carol 1//dev-carol # revoked in oauth.json
+account carol@example.com carol 1//dev-carol --no-verify # revoked in oauth.json
 crawler rules add --user-uuid alice # every attachment
 crawler rules add --user-uuid bob --filename '*.pdf'
 crawler rules add --user-uuid carol

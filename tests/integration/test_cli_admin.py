@@ -6,161 +6,40 @@ crawled by the real crawler, on the fake Gmail and on Dovecot."""
 import json
 import os
 import shlex
-import socket
 import stat
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
-import pymongo
 import pytest
 import redis
-import requests
-import typer
 from bson import ObjectId
-from cryptography.fernet import Fernet
-from pydantic import SecretStr
-from typer.testing import CliRunner, Result
 
-from config import Settings
 from crawler.blobs import FileBlobStore
 from crawler.iterate import CrawlIterator
-from crawler.keys import Keys
-from crawler.oauth import TokenCipher
 from crawler.store.status import new_status
-from standins.embedded_mongo import EmbeddedMongo
 from standins.fakegmail import FakeGmail
-from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
-from tests.conftest import REDIS_URL
+from standins.fakeoauth import FakeTokenEndpoint
+from tests.plugins.admin import (
+    ADD_GMAIL,
+    ADD_IMAP,
+    Admin,
+    cipher,
+    closed_port,
+    consent_flow_in_browser,
+    error_line,
+)
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.fakes import build_message
-from workers.admin import register
 
 pytestmark = pytest.mark.integration
 
-KEY = Fernet.generate_key().decode()
-APP = typer.Typer(pretty_exceptions_enable=False)
-register(APP)
-# A real process runs the commands registered the way `crawler` registers them.
-ENTRY = (
-    "import typer; from workers.admin import register; "
-    "app = typer.Typer(pretty_exceptions_enable=False); register(app); app()"
-)
-
-
-class Admin:
-    """One test's configuration and database, and two ways to run a command against them."""
-
-    def __init__(self, mongo: EmbeddedMongo, database: Any, prefix: str, tmp_path: Path) -> None:
-        self.db = database
-        self.keys = Keys(prefix)
-        self.blob_dir = tmp_path / "blobs"
-        self.cwd = tmp_path
-        self.env = {
-            "CRAWLER_MONGODB_URL": f"{mongo.uri}/{database.name}",
-            "CRAWLER_REDIS_URL": REDIS_URL,
-            "CRAWLER_REDIS_PREFIX": prefix,
-            "CRAWLER_SECRET_KEY": KEY,
-            "CRAWLER_BLOB_STORE": "file",
-            "CRAWLER_BLOB_DIR": str(self.blob_dir),
-            "COLUMNS": "220",  # rich tables wrap at the terminal's width
-        }
-
-    def run(self, line: str, *args: str, stdin: str | None = None, **env: str) -> Result:
-        """The command `line` (split as a shell would) and `args`, in this process."""
-        return CliRunner().invoke(
-            APP,
-            [*shlex.split(line), *args],
-            input=stdin,
-            env=self.env | env,
-            catch_exceptions=False,
-        )
-
-    def process(
-        self, line: str, *args: str, stdin: str = "", **env: str
-    ) -> subprocess.CompletedProcess[str]:
-        """The command `line` (split as a shell would) and `args`, as a process of its own."""
-        return subprocess.run(
-            [sys.executable, "-c", ENTRY, *shlex.split(line), *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=os.environ | self.env | env,
-            cwd=self.cwd,  # no stray .env file is read
-            timeout=30,
-            check=False,
-        )
-
-    def iterator(
-        self, gmail: FakeGmail, oauth: FakeTokenEndpoint, server: redis.Redis
-    ) -> CrawlIterator:
-        """A CrawlIterator over what the CLI stored, crawling `gmail` with tokens from `oauth`."""
-        settings = self.settings(
-            imap_port=gmail.port,
-            oauth_token_url=oauth.url,
-            oauth_client_id=DEFAULT_CLIENT_ID,
-            oauth_client_secret=DEFAULT_CLIENT_SECRET,
-        )
-        return CrawlIterator(self.db, settings=settings, redis_client=server)
-
-    def settings(self, **fields: Any) -> Settings:
-        """Settings for a crawl of what the CLI stored."""
-        return Settings(
-            secret_key=SecretStr(KEY),
-            blob_dir=self.blob_dir,
-            redis_prefix=self.keys.prefix,
-            imap_host="127.0.0.1",
-            imap_tls=False,
-            imap_timeout=10,
-            backoff_jitter=0,
-            retry_wait=0,
-            **fields,
-        )
-
-
-@pytest.fixture
-def admin(
-    embedded_mongo: EmbeddedMongo,
-    embedded_mongo_client: pymongo.MongoClient[dict[str, Any]],
-    redis_prefix: str,
-    tmp_path: Path,
-) -> Iterator[Admin]:
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    yield Admin(embedded_mongo, embedded_mongo_client[name], redis_prefix, tmp_path)
-    embedded_mongo_client.drop_database(name)
-
-
-def error_line(stderr: str) -> str:
-    """The one line a failed command printed; fails on a traceback or on more lines."""
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
-    return lines[0]
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def cipher() -> TokenCipher:
-    return TokenCipher(KEY)
-
-
 # -- accounts -----------------------------------------------------------------------------
 
-ADD_GMAIL = "accounts add {user}@example.com --user-uuid {user} --refresh-token-stdin"
-ADD_IMAP = (
-    "accounts add {user}@example.com --user-uuid {user} --provider imap_password --password-stdin"
-)
 
-
+# Unchecked: these tests store made-up tokens (tests/integration/test_cli_accounts_authorize.py
+# has the check with Google).
 def test_a_gmail_account_keeps_its_refresh_token_encrypted(admin: Admin) -> None:
     added = admin.process(ADD_GMAIL.format(user="alice"), stdin="1//refresh-SECRET-token\n")
 
@@ -291,7 +170,7 @@ def test_authorize_replaces_the_token_and_brings_an_auth_failed_account_back(
     admin.db.crawl_status.insert_one(new_status("a", 0) | failed | {"auth_revoked": True})
     before = time.time()
 
-    done = admin.run("accounts authorize a --refresh-token-stdin", stdin="new\n")
+    done = admin.run("accounts authorize a --refresh-token-stdin --no-verify", stdin="new\n")
 
     assert done.exit_code == 0 and "due now" in done.stdout
     oauth = admin.db.accounts.find_one({"user_uuid": "a"})["oauth"]
@@ -334,7 +213,7 @@ def test_a_gmail_account_added_and_reauthorized_by_the_cli_is_crawled(
         assert iterator.iterate().outcomes == {"alice": "auth_failed"}
         oauth.add_grant("refresh-new", "alice@example.com")
         authorized = admin.run(
-            "accounts authorize alice --refresh-token-stdin", stdin="refresh-new"
+            "accounts authorize alice --refresh-token-stdin --no-verify", stdin="refresh-new"
         )
         assert authorized.exit_code == 0, authorized.stderr
         assert iterator.iterate().outcomes == {"alice": "idle"}
@@ -346,27 +225,8 @@ def test_a_gmail_account_added_and_reauthorized_by_the_cli_is_crawled(
 
 def consent_in_browser(admin: Admin, oauth: FakeTokenEndpoint, user: str) -> tuple[int, str]:
     """`accounts authorize` with the consent flow; the test plays the browser. (exit, stderr)"""
-    env = os.environ | admin.env
-    env |= {
-        "CRAWLER_OAUTH_AUTH_URL": oauth.consent_url,
-        "CRAWLER_OAUTH_TOKEN_URL": oauth.url,
-        "CRAWLER_OAUTH_CLIENT_ID": DEFAULT_CLIENT_ID,
-        "CRAWLER_OAUTH_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
-    }
-    with subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "accounts", "authorize", user, "--no-browser"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=admin.cwd,
-    ) as process:
-        assert process.stdout is not None and process.stderr is not None
-        url = next(line for line in process.stdout if line.startswith("http")).strip()
-        page = requests.get(url, timeout=10)  # the consent page redirects to the listener
-        assert (page.status_code, "close this window" in page.text) == (200, page.ok)
-        stderr = process.stderr.read()
-        return process.wait(timeout=30), stderr
+    done = consent_flow_in_browser(admin, oauth, f"accounts authorize {user} --no-browser")
+    return done.returncode, done.stderr
 
 
 def test_authorize_runs_the_consent_flow_with_a_loopback_redirect(

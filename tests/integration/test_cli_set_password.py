@@ -7,35 +7,18 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import pymongo
 import pytest
 import redis
 
 from crawler.iterate import CrawlIterator
 from crawler.oauth import TokenCipher
 from crawler.store.status import new_status
-from standins.embedded_mongo import EmbeddedMongo
-from tests.integration.test_cli_admin import ADD_GMAIL, ADD_IMAP, KEY, Admin, error_line
+from tests.plugins.admin import ADD_GMAIL, ADD_IMAP, KEY, Admin, error_line
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.fakes import build_message
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def admin(
-    embedded_mongo: EmbeddedMongo,
-    embedded_mongo_client: pymongo.MongoClient[dict[str, Any]],
-    redis_prefix: str,
-    tmp_path: Path,
-) -> Iterator[Admin]:
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    yield Admin(embedded_mongo, embedded_mongo_client[name], redis_prefix, tmp_path)
-    embedded_mongo_client.drop_database(name)
 
 
 def password_of(admin: Admin, user_uuid: str) -> str:

@@ -1,4 +1,6 @@
-"""`crawler demo` as a user runs it: a real process, its exit code, its time and its table."""
+"""`crawler demo` as a user runs it: a real process, its exit code, its time and its table; and
+the Workspace domain it sets up with `crawler domains add` and `sync`, whose users are crawled
+without a refresh token."""
 
 import json
 import os
@@ -18,13 +20,28 @@ DEMO = [sys.executable, "-c", "from workers.cli import main; main()", "demo"]
 WITHIN_SECONDS = 30  # the requirement is under a minute; the demo takes a few seconds
 
 # The table's columns, in order.
-ACCOUNT, STORY, STATE, SAVED, BYTES, COMMANDS, TOKEN_REQUESTS, THROTTLED_UNTIL = range(8)
+(
+    ACCOUNT,
+    STORY,
+    PROVIDER,
+    REFRESH_TOKEN,
+    STATE,
+    SAVED,
+    BYTES,
+    COMMANDS,
+    TOKEN_REQUESTS,
+    THROTTLED_UNTIL,
+) = range(10)
 STATES = {
     "alice@example.com": "idle",
     "bob@example.com": "idle",
     "carol@example.com": "idle",
     "dave@example.com": "auth_failed",
+    "erin@corp.example": "idle",  # the domain's administrator, synced from its directory
+    "frank@corp.example": "idle",  # a user of the domain, synced
+    "grace@corp.example": "no account",  # suspended in the directory: the sync skips her
 }
+DOMAIN_ACCOUNTS = ("erin@corp.example", "frank@corp.example")
 
 
 def corpus_attachments() -> int:
@@ -45,8 +62,9 @@ def table_rows(output: str) -> dict[str, list[str]]:
 
 
 def test_table_rows_reads_the_cells_of_a_row() -> None:
-    line = "│ bob@example.com │ throttled midway │ idle │ 7 │ 9 │ 48 │ 0 │ 13:02:04 │"
-    cells = ["bob@example.com", "throttled midway", "idle", "7", "9", "48", "0", "13:02:04"]
+    cells = ["bob@example.com", "throttled", "gmail_oauth", "stored", "idle", "7", "9", "48", "0"]
+    cells.append("13:02:04")
+    line = f"│ {' │ '.join(cells)} │"
     assert table_rows(f"bob@example.com ━━━ 46/46 messages\n{line}") == {"bob@example.com": cells}
 
 
@@ -74,6 +92,19 @@ def test_the_demo_ends_each_account_as_its_story_says(
     assert rows["alice@example.com"][THROTTLED_UNTIL] == "-"
     assert rows["carol@example.com"][TOKEN_REQUESTS] == "1"  # the expired token, refreshed
     assert rows["dave@example.com"][SAVED] == "0"
+    for account in ("alice@example.com", "bob@example.com", "carol@example.com"):
+        assert (rows[account][PROVIDER], rows[account][REFRESH_TOKEN]) == ("gmail_oauth", "stored")
+    assert "$ crawler domains add corp.example" in result.stdout
+    assert "corp.example: 3 users in the directory (1 suspended or archived), 2 accounts added" in (
+        result.stdout
+    )
+    for account in DOMAIN_ACCOUNTS:  # crawled with tokens from the domain's service account
+        row = rows[account]
+        assert (row[PROVIDER], row[REFRESH_TOKEN]) == ("g_apps_oauth", "none"), row
+        assert int(row[SAVED]) == corpus_attachments(), row
+        assert row[TOKEN_REQUESTS] == "1", row  # one assertion; the token serves the whole crawl
+    grace = rows["grace@corp.example"]
+    assert (grace[PROVIDER], grace[SAVED], grace[COMMANDS]) == ("-", "0", "0")
     blobs = tmp_path / "var" / "demo" / "blobs"
     assert str(blobs) in result.stdout
     assert any(path.is_file() for path in blobs.rglob("*"))

@@ -1,7 +1,7 @@
-"""Secrets never leave: tokens and passwords are encrypted at rest (read back as raw BSON from
-the MongoDB stand-in), and absent from the logs, the crawler's exceptions and the Airbrake
-notices, all captured in one pass whose accounts refresh, get refused, get revoked, drop their
-sessions and break.
+"""Secrets never leave: tokens, passwords and service account keys are encrypted at rest (read
+back as raw BSON from the MongoDB stand-in), and absent from the logs, the crawler's exceptions
+and the Airbrake notices, all captured in one pass whose accounts refresh, get refused, get
+revoked, drop their sessions and break.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from crawler.gmail_crawler import GmailCrawler
 from standins.airbrake_receiver import AirbrakeReceiver
 from standins.fakegmail import Fault, FaultKind
 from standins.fakeoauth import DEFAULT_CLIENT_SECRET
+from tests.integration.test_crawl_domains import Corp
 from tests.plugins.crawling import World
 from tests.plugins.fakes import build_message
 
@@ -242,3 +243,34 @@ def test_attachment_contents_never_reach_the_logs(world: World, log_text: io.Str
     assert len(world.stored("private")) == 1
     for form in (payload, base64.b64encode(payload), base64.encodebytes(payload)):
         assert form[:40].decode() not in logged
+
+
+def test_a_domain_s_service_account_key_and_its_tokens_never_leave(
+    stored_world: World, log_text: io.StringIO, receiver: AirbrakeReceiver
+) -> None:
+    """A domain whose users are crawled (one deleted from the domain: reported), and one whose
+    delegation is missing (reported): the keys' private parts and every token minted from them
+    are nowhere but encrypted in MongoDB."""
+    world = stored_world
+    corp, other = Corp(world), Corp(world, domain="other.example")
+    corp.grant()
+    ann, bob, cy = corp.add_user("ann"), corp.add_user("bob"), other.add_user("cy")
+    world.oauth.remove_domain_user(f"{bob}@{corp.domain}")
+
+    assert world.iterate().outcomes == {ann: "idle", bob: "auth_failed", cy: "deferred"}
+
+    minted = world.db.accounts.find_one({"user_uuid": ann})["oauth"]["access_token"]
+    secrets = [
+        world.cipher.decrypt(minted, "access_token"),
+        *(line for c in (corp, other) for line in c.key_file["private_key"].splitlines()[1:-1]),
+        world.settings.secret_key.get_secret_value(),
+    ]
+    assert len(secrets) > 20
+    assert leaked(secrets, raw_documents(world).decode("latin-1")) == []
+    assert leaked(secrets, log_text.getvalue()) == []
+    sent = b"".join(request.body for request in receiver.requests).decode()
+    assert {notice["errors"][0]["type"] for notice in receiver.notices} == {
+        "AuthRevoked",
+        "DomainRefused",
+    }
+    assert leaked(secrets, sent) == []

@@ -81,6 +81,7 @@ STAND_IN_COMMANDS = {
     "demo": ["demo"],
     "fake-gmail": ["fake-gmail", "--port", "0"],
     "fake-oauth": ["fake-oauth", "--port", "0", "--config", "deploy/dev/oauth.json"],
+    "fake-directory": ["fake-directory", "--port", "0", "--config", "deploy/dev/oauth.json"],
     "embedded-mongo": ["embedded-mongo", "--port", "0"],
 }
 

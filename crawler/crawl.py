@@ -33,7 +33,7 @@ from crawler.errors import (
 from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
 from crawler.identity import message_identity
 from crawler.lease import LeaseLost
-from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header
+from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header, header_text
 from crawler.narrow import one_at_a_time
 from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
 from crawler.rules import Rule, RuleTester
@@ -576,12 +576,15 @@ class ImapCrawler:
 
 
 def _message_fields(envelope: Any) -> dict[str, Any]:
+    """`message` of an attachment record: the sender's address and display name apart, and the
+    subject, decoded as mail clients show them."""
     if envelope is None:
-        return {"from": None, "subject": None, "date": None}
+        return {"from": None, "from_name": None, "subject": None, "date": None}
     sender = envelope.from_[0] if envelope.from_ else None
     return {
         "from": _text(f"{_text(sender.mailbox)}@{_text(sender.host)}") if sender else None,
-        "subject": _text(envelope.subject),
+        "from_name": header_text(sender.name) if sender else None,
+        "subject": header_text(envelope.subject),
         "date": envelope.date,
     }
 

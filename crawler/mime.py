@@ -293,6 +293,14 @@ def _known(charset: str) -> bool:
     return True
 
 
+def header_text(raw: bytes | str | None) -> str | None:
+    """A header's text as mail clients show it: raw 8-bit bytes read as UTF-8 (else Latin-1)
+    and RFC 2047 encoded words decoded; a word that does not decode stays as written."""
+    if raw is None:
+        return None
+    return _decode_words(_decode_bytes(raw, None) if isinstance(raw, bytes) else raw)
+
+
 def _decode_words(value: str) -> str:
     """RFC 2047 encoded words; a word that does not decode leaves the value as written."""
     if "=?" not in value:

@@ -64,7 +64,7 @@ def list_attachments(
             row["content_type"],
             row["sha256"][:SHA256_SHOWN] if row["sha256"] else f"skipped: {row['skipped']}",
             row["subject"],
-            row["from"],
+            f"{row['from_name']} <{row['from']}>" if row["from_name"] else row["from"],
             f"{timestamp(row['saved_at'])} ({relative(row['saved_at'], now)})",
         )
         for row in rows
@@ -85,6 +85,7 @@ def _row(document: Document) -> dict[str, Any]:
         "skipped": document.get("skipped"),
         "subject": message.get("subject"),
         "from": message.get("from"),
+        "from_name": message.get("from_name"),
         "date": message.get("date"),
         "gm_msgid": document.get("gm_msgid"),
         "part": document.get("part"),

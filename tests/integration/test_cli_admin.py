@@ -520,6 +520,7 @@ def store_attachments(admin: Admin, names: list[str | None], user_uuid: str = "u
             key = blobs.commit(writer)
         keys.append(key)
         message = {"from": "m@example.com", "subject": f"Subject {index}", "date": None}
+        message["from_name"] = "J\u00f6rg M\u00fcller" if index == 2 else None
         admin.db.attachments.insert_one(
             {
                 "user_uuid": user_uuid,
@@ -618,7 +619,9 @@ def test_attachments_list_newest_first(admin: Admin) -> None:
         ("b.pdf", keys[1]),
     ]
     assert (rows[0]["subject"], rows[0]["from"]) == ("Subject 2", "m@example.com")
-    for text in ("c [red].pdf", keys[2][:12], "Subject 2", "other.pdf", "2023-11-14 22:13:22 UTC"):
+    assert (rows[0]["from_name"], rows[1]["from_name"]) == ("J\u00f6rg M\u00fcller", None)
+    shown = ("c [red].pdf", keys[2][:12], "Subject 2", "J\u00f6rg M\u00fcller <m@example.com>")
+    for text in (*shown, "other.pdf", "2023-11-14 22:13:22 UTC"):
         assert text in table, text
 
 

@@ -479,3 +479,41 @@ def test_the_lease_outlives_a_batch_that_downloads_for_longer_than_its_ttl(world
     assert world.iterate(settings=settings).outcomes == {"u1": "idle"}
 
     assert [doc["size"] for doc in world.stored("u1").values()] == [2**20]
+
+
+HEADERS = [
+    # (Subject, From, as recorded: subject, from, from_name)
+    (
+        b"=?UTF-8?B?w5xiZXJ3ZWlzdW5nIGbDvA==?= =?UTF-8?Q?r_M=C3=A4rz?=",
+        b"=?ISO-8859-1?Q?J=F6rg_M=FCller?= <jm@example.com>",
+        ("\u00dcberweisung f\u00fcr M\u00e4rz", "jm@example.com", "J\u00f6rg M\u00fcller"),
+    ),
+    (  # raw 8-bit UTF-8, as many mailers send it
+        "Gr\u00fc\u00dfe aus K\u00f6ln".encode(),
+        b"Ann <ann@example.com>",
+        ("Gr\u00fc\u00dfe aus K\u00f6ln", "ann@example.com", "Ann"),
+    ),
+    (  # a broken encoded word, and a charset nobody knows: kept as written
+        b"=?utf-8?b?A?= and =?x-unknown?q?abc?=",
+        b"bob@example.com",
+        ("=?utf-8?b?A?= and =?x-unknown?q?abc?=", "bob@example.com", None),
+    ),
+]
+
+
+@pytest.mark.parametrize(("subject", "sender", "recorded"), HEADERS, ids=["2047", "8bit", "broken"])
+def test_subjects_and_senders_are_recorded_as_mail_clients_show_them(
+    world: World, subject: bytes, sender: bytes, recorded: tuple[str, str, str | None]
+) -> None:
+    world.add_account(EMAIL, "u1")
+    raw = build_message(attachments={"a.pdf": b"%PDF-1.4"}).replace(
+        b"Subject: Invoice", b"Subject: " + subject
+    )
+    raw = raw.replace(b"From: Bob <bob@example.com>", b"From: " + sender)
+    world.gmail.account(EMAIL).add_message(raw)
+
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    [document] = world.stored("u1").values()
+    message = document["message"]
+    assert (message["subject"], message["from"], message["from_name"]) == recorded

@@ -4,7 +4,8 @@ Everything runs in this one process: a fake Gmail holding mailboxes
 filled from the fixture corpus, the fake token endpoint, the fake Admin SDK Directory API, the
 embedded MongoDB stand-in, two real `Worker`s on static shards 0/2 and 1/2, and a real `Monitor`
 checking every second. Redis is the one on CRAWLER_REDIS_URL, under a key prefix of the demo's
-own that is deleted at the end.
+own that is deleted at the end; when nothing answers there, the demo says so in one line and runs
+on the embedded Redis stand-in (fakeredis, with Lua for the crawler's scripts) instead.
 
 Four accounts have a refresh token: one ordinary, one that Gmail throttles midway, one whose
 access token has expired and is refreshed from the fake token endpoint, one whose grant was
@@ -39,7 +40,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import redis
 from cryptography.fernet import Fernet
+from redis.exceptions import RedisClusterException
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
@@ -50,17 +53,19 @@ from crawler.errors import ConfigError, CrawlerError
 from crawler.iterate import PassResult
 from crawler.keys import Keys
 from crawler.oauth import IMAP_SCOPE, TokenCipher
+from crawler.redis_url import redis_from_url
 from crawler.store.admin import AdminStore
 from crawler.store.status import Document
 from standins import tokens
 from standins.embedded_mongo import EmbeddedMongo
+from standins.embedded_redis import EmbeddedRedis
 from standins.fakedirectory import FakeDirectory
 from standins.fakegmail import FakeGmail, Fault, FaultKind
 from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from workers.admin_context import Operator
 from workers.admin_domains import store_key, sync_domain
 from workers.admin_rules import RuleOptions
-from workers.connections import mongo_client, redis_client
+from workers.connections import mongo_client, redis_client, where
 from workers.monitor import Check, Monitor
 from workers.worker import Worker
 
@@ -73,6 +78,7 @@ MAX_PASSES = 10
 GMAIL_LATENCY = 0.01  # seconds before each answer of the fake Gmail
 REFRESH_EVERY = 0.1  # seconds between progress updates while the workers crawl
 PIPE_WIDTH = 160  # columns of the output when it is not a terminal (a log, CI)
+REDIS_PROBE_TIMEOUT = 1.0  # seconds to wait for the Redis of CRAWLER_REDIS_URL to answer
 TABLE_COLUMNS = (
     "account",
     "story",
@@ -83,7 +89,7 @@ TABLE_COLUMNS = (
     "bytes",
     "IMAP\ncommands",
     "token\nrequests",
-    "throttled\nuntil",
+    "throttled",
 )
 
 
@@ -288,11 +294,13 @@ class _World:
         directory: FakeDirectory,
         mongo: EmbeddedMongo,
         console: Console,
+        *,
+        redis_url: str | None,
     ) -> None:
         self.gmail, self.oauth = gmail, oauth
         self.clock = SimulatedClock()
         oauth.clock = self.clock  # Google checks an assertion's times on the crawler's clock
-        self.settings = _settings(gmail, oauth, directory, mongo)
+        self.settings = _settings(gmail, oauth, directory, mongo, redis_url)
         self.keys = Keys(self.settings.redis_prefix)
         self.redis = redis_client(self.settings.redis_url)
         self.mongo = mongo_client(mongo.uri)
@@ -458,7 +466,6 @@ class _World:
             ending = self.ending(account, statuses)
             status = statuses.get(self.user_uuids.get(account.email, ""), {})
             totals = status.get("totals") or {}
-            until = status.get("throttle_backoff_timestamp") or 0
             table.add_row(
                 account.email,
                 account.story,
@@ -469,7 +476,7 @@ class _World:
                 str(totals.get("bytes", 0)),
                 str(self.imap_commands(account)),
                 str(ending.token_requests),
-                _clock_time(until) if until else "-",
+                throttled_cell(status),
             )
         return table
 
@@ -534,6 +541,17 @@ def _describe(status: Mapping[str, Any]) -> str:
     return str(state)
 
 
+def throttled_cell(status: Mapping[str, Any]) -> str:
+    """The table's `throttled` cell: until when, while the account is throttled; that it was,
+    and until when, once it is not (its last backoff is kept); "-" if it never was."""
+    until = status.get("throttle_backoff_timestamp") or 0
+    if not until:
+        return "-"
+    if status.get("state") == "throttled":
+        return f"until {_clock_time(until)}"
+    return f"was, until {_clock_time(until)}"
+
+
 def _pass_lines(started: float, results: list[tuple[Worker, PassResult]]) -> Iterator[str]:
     """A line per worker of a pass: its shard and how each account it crawled ended."""
     for worker, result in results:
@@ -548,9 +566,14 @@ def _clock_time(timestamp: float) -> str:
 
 
 def _settings(
-    gmail: FakeGmail, oauth: FakeTokenEndpoint, directory: FakeDirectory, mongo: EmbeddedMongo
+    gmail: FakeGmail,
+    oauth: FakeTokenEndpoint,
+    directory: FakeDirectory,
+    mongo: EmbeddedMongo,
+    redis_url: str | None,
 ) -> Settings:
     return load_settings(
+        redis_url=redis_url,  # None: the one CRAWLER_REDIS_URL names
         mongodb_url=f"{mongo.uri}/{DATABASE}",
         imap_host="127.0.0.1",
         imap_port=gmail.port,
@@ -572,10 +595,55 @@ def _settings(
 @contextmanager
 def _world(console: Console) -> Iterator[_World]:
     with ExitStack() as stack:
+        redis_url = stack.enter_context(_redis(console))
         gmail = stack.enter_context(FakeGmail())
         oauth = stack.enter_context(FakeTokenEndpoint())
         directory = stack.enter_context(FakeDirectory.for_endpoint(oauth))
         mongo = stack.enter_context(EmbeddedMongo())
-        world = _World(gmail, oauth, directory, mongo, console)
+        world = _World(gmail, oauth, directory, mongo, console, redis_url=redis_url)
         stack.callback(world.close)
         yield world
+
+
+@contextmanager
+def _redis(console: Console) -> Iterator[str | None]:
+    """None when a Redis answers at CRAWLER_REDIS_URL; else, saying so in one line, the URL of
+    an embedded Redis (fakeredis) that runs while the block does."""
+    url = load_settings().redis_url
+    if redis_answers(url):
+        yield None
+        return
+    with EmbeddedRedis() as embedded:
+        console.print(
+            f"No Redis answers at {where(url)} (CRAWLER_REDIS_URL): the demo runs on an "
+            "embedded Redis (fakeredis) instead.",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        yield embedded.url
+
+
+def redis_answers(url: str) -> bool:
+    """False when nothing answers at `url`: nothing listens there, or not in time.
+
+    Anything else (a Redis that answers with an error, a URL that is not usable) counts as an
+    answer: connecting then reports it, rather than the demo hiding it behind a stand-in.
+    """
+    try:
+        client = redis_from_url(url, REDIS_PROBE_TIMEOUT)
+    except ValueError:
+        return True
+    except (redis.RedisError, RedisClusterException):  # a cluster client connects at once
+        return False
+    try:
+        client.ping()
+    except redis.AuthenticationError:  # a Redis that wants a password: it answered
+        return True
+    except (redis.ConnectionError, redis.TimeoutError):
+        return False
+    except redis.RedisError:
+        return True
+    finally:
+        client.close()
+    return True

@@ -1,6 +1,7 @@
 # Settings of the development system (Procfile.dev); every process of it sources this file.
-# Everything it talks to is a stand-in on loopback, but Redis (CRAWLER_REDIS_URL, default
-# redis://127.0.0.1:6379/0), where its keys live under their own prefix.
+# Everything it talks to is a stand-in on loopback, Redis included: the embedded Redis (fakeredis)
+# of Procfile.dev's `redis`, on DEV_REDIS_PORT. DEV_REDIS_URL names a real Redis to use instead
+# (DEV_REDIS_URL=redis://127.0.0.1:6379/0), where the keys live under their own prefix.
 #
 # From the environment that runs honcho you can move the ports, the Redis prefix and the blob
 # directory:  DEV_MONGO_PORT=27217 DEV_REDIS_PREFIX=mine: honcho -f Procfile.dev start
@@ -8,8 +9,10 @@
 DEV_MONGO_PORT="${DEV_MONGO_PORT:-27117}"
 DEV_GMAIL_PORT="${DEV_GMAIL_PORT:-1143}"
 DEV_OAUTH_PORT="${DEV_OAUTH_PORT:-8085}"
+DEV_REDIS_PORT="${DEV_REDIS_PORT:-6479}"
 
 export CRAWLER_MONGODB_URL="mongodb://127.0.0.1:${DEV_MONGO_PORT}/crawler_dev"
+export CRAWLER_REDIS_URL="${DEV_REDIS_URL:-redis://127.0.0.1:${DEV_REDIS_PORT}/0}"
 export CRAWLER_REDIS_PREFIX="${DEV_REDIS_PREFIX:-crawler-dev:}"
 export CRAWLER_BLOB_DIR="${DEV_BLOB_DIR:-var/dev/blobs}"
 export CRAWLER_IMAP_HOST=127.0.0.1
@@ -36,4 +39,14 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$port" 2>
             sleep 0.2
         done
     done
+}
+
+# dev_wait_stores: return once MongoDB and Redis listen (a real Redis of DEV_REDIS_URL is not
+# waited for: it is up already, or the process that needs it says so).
+dev_wait_stores() {
+    if [ -n "${DEV_REDIS_URL:-}" ]; then
+        dev_wait "$DEV_MONGO_PORT"
+    else
+        dev_wait "$DEV_MONGO_PORT" "$DEV_REDIS_PORT"
+    fi
 }

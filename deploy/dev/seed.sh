@@ -2,7 +2,8 @@
 # once the stand-ins listen. Then it stays up, because honcho stops every process when one exits.
 set -eu
 . deploy/dev/env.sh
-dev_wait "$DEV_MONGO_PORT" "$DEV_GMAIL_PORT" "$DEV_OAUTH_PORT"
+dev_wait_stores
+dev_wait "$DEV_GMAIL_PORT" "$DEV_OAUTH_PORT"
 
 # account EMAIL USER_UUID REFRESH_TOKEN [OPTION]: a Gmail account; its refresh token goes in on
 # stdin, and the fake token endpoint checks it (carol's is revoked: stored unchecked).

@@ -1,7 +1,9 @@
 """`honcho -f Procfile.dev start`: the whole system on one machine, as a developer runs it.
 
-The stand-ins (embedded MongoDB, fake Gmail, fake token endpoint), the seed, a worker and the
-monitor all come from Procfile.dev, on free ports and a Redis prefix of this test's own.
+The stand-ins (embedded Redis, embedded MongoDB, fake Gmail, fake token endpoint), the seed, a
+worker and the monitor all come from Procfile.dev, on free ports and a Redis prefix of this
+test's own: on Python alone, with the embedded Redis; and on the real Redis that DEV_REDIS_URL
+names.
 """
 
 import json
@@ -12,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, suppress
 from fnmatch import fnmatch
@@ -23,7 +26,7 @@ import redis
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
-from tests.conftest import require
+from tests.conftest import REDIS_URL, require
 from tests.plugins.fakes import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -31,7 +34,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 CORPUS = REPO / "fixtures" / "messages"
-PROCESSES = {"mongo.1", "gmail.1", "oauth.1", "seed.1", "worker.1", "monitor.1"}
+PROCESSES = {"redis.1", "mongo.1", "gmail.1", "oauth.1", "seed.1", "worker.1", "monitor.1"}
 STARTED = re.compile(r"\| (\S+) started \(pid=(\d+)\)")
 RENEWED_TOKEN = "1//dev-carol-renewed"  # granted to carol in deploy/dev/oauth.json
 CRAWLED = 60.0  # seconds for the stand-ins to start, the seed to run and three crawls to end
@@ -61,9 +64,10 @@ def corpus_sha256s(filename: str = "*") -> list[str]:
 class DevSystem:
     """A running `honcho -f Procfile.dev start`, its output, and the database it fills."""
 
-    def __init__(self, prefix: str, tmp: Path) -> None:
+    def __init__(self, prefix: str, tmp: Path, redis_url: str | None) -> None:
+        """`redis_url`: the real Redis of DEV_REDIS_URL; None, the embedded one."""
         require((BIN / "honcho").exists(), "honcho (pip install -e '.[dev]')")
-        mongo, gmail, oauth = free_ports(3)
+        mongo, gmail, oauth, embedded_redis = free_ports(4)
         self.blobs = tmp / "blobs"
         self.log = tmp / "honcho.log"
         hermetic = {
@@ -77,11 +81,13 @@ class DevSystem:
             "DEV_MONGO_PORT": str(mongo),
             "DEV_GMAIL_PORT": str(gmail),
             "DEV_OAUTH_PORT": str(oauth),
+            "DEV_REDIS_PORT": str(embedded_redis),
             "DEV_REDIS_PREFIX": prefix,
             "DEV_BLOB_DIR": str(self.blobs),
         }
-        if "CRAWLER_REDIS_URL" in os.environ:
-            self.env["CRAWLER_REDIS_URL"] = os.environ["CRAWLER_REDIS_URL"]
+        if redis_url is not None:
+            self.env["DEV_REDIS_URL"] = redis_url
+        self.redis_url = redis_url or f"redis://127.0.0.1:{embedded_redis}/0"
         self.client: MongoClient[Any] = MongoClient(
             f"mongodb://127.0.0.1:{mongo}/crawler_dev", serverSelectionTimeoutMS=500
         )
@@ -166,18 +172,20 @@ def group_alive(pid: int) -> bool:
     return True
 
 
-@pytest.fixture
-def dev_system(redis_prefix: str, tmp_path: Path) -> Iterator[DevSystem]:
-    system = DevSystem(redis_prefix, tmp_path)
+@pytest.fixture(params=["embedded Redis", "DEV_REDIS_URL"])
+def dev_system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DevSystem]:
+    if request.param == "DEV_REDIS_URL":  # the real Redis: its keys under the test's prefix
+        prefix, redis_url = str(request.getfixturevalue("redis_prefix")), REDIS_URL
+    else:  # nothing but Python; the embedded Redis goes with honcho
+        prefix, redis_url = f"test:{uuid.uuid4().hex}:", None
+    system = DevSystem(prefix, tmp_path, redis_url)
     try:
         yield system
     finally:
         system.kill_leftovers()
 
 
-def test_procfile_dev_runs_the_whole_system_and_stops_on_sigterm(
-    dev_system: DevSystem, redis_server: redis.Redis, redis_prefix: str
-) -> None:
+def test_procfile_dev_runs_the_whole_system_and_stops_on_sigterm(dev_system: DevSystem) -> None:
     every, pdfs = corpus_sha256s(), corpus_sha256s("*.pdf")
     assert pdfs and len(pdfs) < len(every)
 
@@ -191,7 +199,17 @@ def test_procfile_dev_runs_the_whole_system_and_stops_on_sigterm(
     )
     assert any(path.is_file() for path in dev_system.blobs.rglob("*"))
     assert set(dev_system.pids()) == PROCESSES
-    assert redis_server.zcard(f"{redis_prefix}workers") == 1  # the worker, under our prefix
+    if "DEV_REDIS_URL" in dev_system.env:
+        assert "no embedded Redis: the processes use the Redis that DEV_REDIS_URL names" in (
+            dev_system.output()
+        )
+    else:  # the embedded Redis announced its URL, the one env.sh gave the others
+        assert re.search(
+            rf"redis\.1 +\| {re.escape(dev_system.redis_url)}$", dev_system.output(), re.M
+        )
+    prefix = dev_system.env["DEV_REDIS_PREFIX"]
+    with redis.Redis.from_url(dev_system.redis_url, socket_timeout=5) as used:
+        assert used.zcard(f"{prefix}workers") == 1  # the worker, under our prefix, in that Redis
 
     # Re-authorizing carol, as README says, brings her back: crawled at once.
     renewed = dev_system.operator(

@@ -1,10 +1,11 @@
 """`crawler demo` as a user runs it: a real process, its exit code, its time and its table; and
 the Workspace domain it sets up with `crawler domains add` and `sync`, whose users are crawled
-without a refresh token."""
+without a refresh token. On the local Redis, and where none answers, on the embedded one."""
 
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +13,9 @@ from pathlib import Path
 
 import pytest
 import redis
+
+from tests.conftest import REDIS_URL
+from workers.demo import redis_answers, throttled_cell
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -30,7 +34,7 @@ WITHIN_SECONDS = 30  # the requirement is under a minute; the demo takes a few s
     BYTES,
     COMMANDS,
     TOKEN_REQUESTS,
-    THROTTLED_UNTIL,
+    THROTTLED,
 ) = range(10)
 STATES = {
     "alice@example.com": "idle",
@@ -42,6 +46,16 @@ STATES = {
     "grace@corp.example": "no account",  # suspended in the directory: the sync skips her
 }
 DOMAIN_ACCOUNTS = ("erin@corp.example", "frank@corp.example")
+EMBEDDED = "the demo runs on an embedded Redis (fakeredis) instead."
+CLOCK = r"\d\d:\d\d:\d\d"
+
+
+def closed_port() -> int:
+    """A loopback port that was free a moment ago: nothing answers there."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def corpus_attachments() -> int:
@@ -63,33 +77,73 @@ def table_rows(output: str) -> dict[str, list[str]]:
 
 def test_table_rows_reads_the_cells_of_a_row() -> None:
     cells = ["bob@example.com", "throttled", "gmail_oauth", "stored", "idle", "7", "9", "48", "0"]
-    cells.append("13:02:04")
+    cells.append("was, until 13:02:04")
     line = f"│ {' │ '.join(cells)} │"
     assert table_rows(f"bob@example.com ━━━ 46/46 messages\n{line}") == {"bob@example.com": cells}
 
 
-def test_the_demo_ends_each_account_as_its_story_says(
-    redis_server: redis.Redis, tmp_path: Path
-) -> None:
+def test_the_throttled_cell_shows_a_time_only_with_what_it_means() -> None:
+    until = time.mktime((2024, 5, 1, 13, 2, 4, 0, 0, -1))
+    assert throttled_cell({"state": "throttled", "throttle_backoff_timestamp": until}) == (
+        "until 13:02:04"
+    )
+    for state in ("idle", "crawling", "error"):  # the backoff is over: it was throttled
+        status = {"state": state, "throttle_backoff_timestamp": until}
+        assert throttled_cell(status) == "was, until 13:02:04"
+    assert throttled_cell({"state": "idle"}) == "-"
+    assert throttled_cell({}) == "-"
+
+
+def test_the_demo_probes_redis(redis_server: redis.Redis) -> None:
+    assert redis_answers(REDIS_URL)
+    assert not redis_answers(f"redis://127.0.0.1:{closed_port()}/0")
+    assert redis_answers("http://nowhere")  # not a Redis URL: connecting says so
+
+
+def run_demo(cwd: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """`crawler demo` in `cwd` (where its blobs, var/demo/blobs, land, and no .env is read)."""
     started = time.monotonic()
     result = subprocess.run(
         DEMO,
-        cwd=tmp_path,  # the demo's blobs (var/demo/blobs) land here, and no .env is read
-        env={**os.environ, "COLUMNS": "200"},
+        cwd=cwd,
+        env={**os.environ, "COLUMNS": "200", **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    elapsed = time.monotonic() - started
+    return result, time.monotonic() - started
+
+
+@pytest.fixture(params=["local Redis", "no Redis answers"])
+def redis_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """CRAWLER_REDIS_URL for the demo: the tests' Redis; or a port where nothing listens."""
+    if request.param == "local Redis":
+        request.getfixturevalue("redis_server")
+        return {}
+    return {"CRAWLER_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+
+
+def test_the_demo_ends_each_account_as_its_story_says(
+    redis_env: dict[str, str], tmp_path: Path
+) -> None:
+    result, elapsed = run_demo(tmp_path, **redis_env)
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert elapsed < WITHIN_SECONDS
+    said = [line for line in result.stdout.splitlines() if EMBEDDED in line]
+    if redis_env:  # one line says so, first, naming where nothing answered
+        port = redis_env["CRAWLER_REDIS_URL"].rsplit(":", 1)[1].split("/")[0]
+        assert said == [f"No Redis answers at 127.0.0.1:{port} (CRAWLER_REDIS_URL): {EMBEDDED}"]
+        assert result.stdout.startswith(said[0])
+    else:
+        assert not said
     rows = table_rows(result.stdout)
     assert {account: row[STATE] for account, row in rows.items()} == STATES, result.stdout
     assert int(rows["alice@example.com"][SAVED]) == corpus_attachments()
-    assert re.fullmatch(r"\d\d:\d\d:\d\d", rows["bob@example.com"][THROTTLED_UNTIL])
-    assert rows["alice@example.com"][THROTTLED_UNTIL] == "-"
+    # bob is idle again: his throttle is over, and the table says so
+    assert re.fullmatch(f"was, until {CLOCK}", rows["bob@example.com"][THROTTLED])
+    assert rows["alice@example.com"][THROTTLED] == "-"
     assert rows["carol@example.com"][TOKEN_REQUESTS] == "1"  # the expired token, refreshed
     assert rows["dave@example.com"][SAVED] == "0"
     for account in ("alice@example.com", "bob@example.com", "carol@example.com"):
@@ -108,3 +162,10 @@ def test_the_demo_ends_each_account_as_its_story_says(
     blobs = tmp_path / "var" / "demo" / "blobs"
     assert str(blobs) in result.stdout
     assert any(path.is_file() for path in blobs.rglob("*"))
+
+
+def test_an_unusable_redis_url_is_no_reason_for_the_embedded_redis(tmp_path: Path) -> None:
+    result, _ = run_demo(tmp_path, CRAWLER_REDIS_URL="http://nowhere")
+    assert result.returncode == 1
+    assert EMBEDDED not in result.stdout
+    assert "CRAWLER_REDIS_URL is not usable" in result.stdout, result.stdout + result.stderr

@@ -1,17 +1,19 @@
 """The stand-ins are a package and an extra of their own: the crawler runs without them.
 
-`standins` (the fakes) and what its extra installs (mongomock, mockupdb) serve tests, the demo,
-the benchmarks and the commands that run a stand-in. No production module may import them, the
-stand-in commands say which extra to install when it is missing, and the fakes never import the
-crawler's own protocol code.
+`standins` (the fakes) and what its extra installs (mongomock, mockupdb, fakeredis with Lua) serve
+tests, the demo, the benchmarks and the commands that run a stand-in. No production module may
+import them, the stand-in commands say which extra to install when it is missing, and the fakes
+never import the crawler's own protocol code.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,8 @@ ROOT = Path(__file__).parents[2]
 PRODUCTION = ("config", "crawler", "workers")
 NOT_PRODUCTION = ("workers.demo",)  # `crawler demo` runs on the stand-ins
 EXTRA_LINE = f"pip install '{STANDINS_EXTRA}'"
+# The module a requirement's own extra brings: fakeredis's `lua` is lupa.
+EXTRA_MODULES = {("fakeredis", "lua"): "lupa"}
 
 # None in sys.modules: importing the module fails as if it were not installed.
 BLOCK = """
@@ -83,6 +87,7 @@ STAND_IN_COMMANDS = {
     "fake-oauth": ["fake-oauth", "--port", "0", "--config", "deploy/dev/oauth.json"],
     "fake-directory": ["fake-directory", "--port", "0", "--config", "deploy/dev/oauth.json"],
     "embedded-mongo": ["embedded-mongo", "--port", "0"],
+    "embedded-redis": ["embedded-redis", "--port", "0"],
 }
 
 
@@ -93,6 +98,9 @@ STAND_IN_COMMANDS = {
         # The package installed without its extra: what a plain `pip install` gives.
         (STAND_IN_COMMANDS["embedded-mongo"], "mongomock"),
         (STAND_IN_COMMANDS["fake-gmail"], "mockupdb"),
+        (STAND_IN_COMMANDS["embedded-redis"], "fakeredis"),
+        (STAND_IN_COMMANDS["embedded-redis"], "lupa"),  # fakeredis without its `lua` extra
+        (STAND_IN_COMMANDS["demo"], "lupa"),
     ],
     ids=lambda value: value[0] if isinstance(value, list) else value,
 )
@@ -109,10 +117,23 @@ def test_a_stand_in_command_names_the_extra_it_needs(command: list[str], blocked
     assert line.endswith(EXTRA_LINE)
 
 
+def requirement_modules(requirement: str) -> set[str]:
+    """The modules a requirement installs: its own, and those of the extras it names."""
+    match = re.match(r"\s*([\w.-]+)\s*(?:\[([^\]]*)\])?", requirement)
+    assert match is not None, requirement
+    name, extras = match[1], [extra.strip() for extra in (match[2] or "").split(",") if extra]
+    return {name, *(EXTRA_MODULES[name, extra] for extra in extras)}
+
+
+def test_requirement_modules_reads_names_and_extras() -> None:
+    assert requirement_modules("mongomock>=4.1") == {"mongomock"}
+    assert requirement_modules("fakeredis[lua]>=2.26") == {"fakeredis", "lupa"}
+
+
 def test_the_cli_checks_for_what_the_extra_installs() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extra = project["project"]["optional-dependencies"]["standins"]
-    names = {requirement.split(">")[0].split("=")[0].strip() for requirement in extra}
+    names = set().union(*map(requirement_modules, extra))
     assert set(STANDINS_MODULES) == {"standins", *names}
     assert project["project"]["name"] == STANDINS_EXTRA.partition("[")[0]
     for requirement in project["project"]["dependencies"]:
@@ -139,3 +160,13 @@ def test_the_fakes_never_import_the_crawlers_protocol_code() -> None:
         for name in imported_modules(path):
             assert not name.startswith(("crawler.gmail", "crawler.mime")), f"{path}: {name}"
             assert not name.startswith("workers"), f"{path}: {name}"
+
+
+def test_the_cli_prints_the_installed_version() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    result = python(
+        "import sys; from workers.cli import main; sys.argv = ['crawler', '--version']; main()"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{project['name']} {version(project['name'])}\n"
+    assert version(project["name"]) == project["version"]  # reinstall after a version change

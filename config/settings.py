@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import stat
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote_plus
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,7 +40,9 @@ class Settings(BaseSettings):
     )
 
     mongodb_url: str = _env(
-        "CRAWLER_MONGODB_URL", "mongodb://127.0.0.1:27017/crawler", "MongoDB URL with database"
+        "CRAWLER_MONGODB_URL",
+        "mongodb://127.0.0.1:27017/crawler",
+        "MongoDB URL, which must name the database",
     )
     redis_url: str = _env(
         "CRAWLER_REDIS_URL",
@@ -207,8 +214,17 @@ class Settings(BaseSettings):
         env_file = values.get("_env_file", type(self).model_config.get("env_file"))
         if isinstance(env_file, str | os.PathLike):
             env_file = [env_file]
-        for path in env_file or ():
-            check_env_file(Path(path))
+        paths = [Path(path).expanduser() for path in env_file or ()]
+        for path in paths:
+            check_env_file(path)
+        # A misspelt name would be ignored, its setting left at the default: it is refused.
+        unknown = unknown_names(os.environ, "environment", service_links=True)
+        encoding = values.get("_env_file_encoding") or self.model_config.get("env_file_encoding")
+        for path in paths:
+            if path.is_file():
+                unknown += unknown_names(dotenv_values(path, encoding=encoding), str(path))
+        if unknown:
+            raise ValidationError.from_exception_data("Settings", unknown)
         super().__init__(**values)
 
     @field_validator("airbrake_host")
@@ -220,6 +236,86 @@ class Settings(BaseSettings):
                 f"AIRBRAKE_HOST must be https:// (http:// only to a loopback address), got {host!r}"
             )
         return host
+
+    @field_validator("mongodb_url")
+    @classmethod
+    def _mongodb_database_named(cls, url: str) -> str:
+        """The database is the URL's to name: no silent default."""
+        if url.startswith(MONGODB_SCHEMES) and not mongodb_database(url):
+            raise PydanticCustomError(
+                "mongodb_url_without_database",
+                "the URL names no database: put its name after the hosts, as in "
+                "mongodb://127.0.0.1:27017/crawler or mongodb+srv://cluster0.example.net/crawler",
+            )
+        return url
+
+
+PREFIX = "CRAWLER_"
+"""Every variable named so is a setting: any other is a mistake (see `unknown_names`)."""
+MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+# Kubernetes gives a pod variables for each Service of its namespace ("service links"): a
+# Service named `crawler` (or `crawler-...`) brings CRAWLER_SERVICE_HOST=10.0.0.7,
+# CRAWLER_PORT=tcp://10.0.0.7:9100, CRAWLER_PORT_9100_TCP_PROTO=tcp and the like. Known by
+# name and value, they are not taken for misspelt settings.
+_ADDRESS = r"[0-9A-Fa-f.:]+"
+_LINK = r"(?:tcp|udp|sctp)://\[?[0-9A-Fa-f.:]+\]?:\d+"
+_PORT = r"PORT_\d+_(?:TCP|UDP|SCTP)"  # one port of the Service
+_SERVICE_LINKS = [
+    (re.compile(rf"CRAWLER_(?:\w+_)?{name}"), re.compile(value))
+    for name, value in [
+        ("SERVICE_HOST", _ADDRESS),
+        (r"SERVICE_PORT(?:_\w+)?", r"\d+"),
+        ("PORT", _LINK),
+        (_PORT, _LINK),
+        (f"{_PORT}_PROTO", "tcp|udp|sctp"),
+        (f"{_PORT}_PORT", r"\d+"),
+        (f"{_PORT}_ADDR", _ADDRESS),
+    ]
+]
+
+
+def setting_names() -> list[str]:
+    """The variable of every setting, as its field's validation alias names it."""
+    return [str(field.validation_alias) for field in Settings.model_fields.values()]
+
+
+def unknown_names(
+    variables: Mapping[str, str | None], where: str, *, service_links: bool = False
+) -> list[InitErrorDetails]:
+    """An error for each CRAWLER_* name of `variables` (from `where`) that is no setting, with
+    the closest setting's name when one is close; `service_links`: not for those Kubernetes
+    sets."""
+    known = setting_names()
+    errors: list[InitErrorDetails] = []
+    for name in sorted(variables):
+        upper = name.upper()  # settings are read case-insensitively
+        if not upper.startswith(PREFIX) or upper in known:
+            continue
+        if service_links and _is_service_link(upper, variables[name] or ""):
+            continue
+        message = f"{name} is not a setting{_suggestion(upper, known)}"
+        error = PydanticCustomError("unknown_setting", "{message}", {"message": message})
+        errors.append(InitErrorDetails(type=error, loc=(where,), input=name))
+    return errors
+
+
+def _suggestion(name: str, known: Iterable[str]) -> str:
+    # Compared without the prefix they all share, which would make any two names look close.
+    names = [n.removeprefix(PREFIX) for n in known if n.startswith(PREFIX)]
+    close = difflib.get_close_matches(name.removeprefix(PREFIX), names, n=1)
+    if close:
+        return f"; did you mean {PREFIX}{close[0]}?"
+    return " (README's configuration table lists the settings)"
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    return any(n.fullmatch(name) and v.fullmatch(value) for n, v in _SERVICE_LINKS)
+
+
+def mongodb_database(url: str) -> str:
+    """The database a MongoDB URL names ('' for none), read as pymongo reads it."""
+    hosts_and_path = url.partition("://")[2].partition("?")[0]
+    return unquote_plus(hosts_and_path.partition("/")[2]).partition(".")[0]
 
 
 def check_env_file(path: Path) -> None:

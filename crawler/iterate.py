@@ -57,6 +57,8 @@ from crawler.uidqueue import UidQueue
 log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT = 10.0  # seconds: a Redis that stops answering fails a crawl, never hangs it
+# The states whose `crawl` log line carries the error's type and (scrubbed) message.
+LOGGED_FAILURES = frozenset({State.ERROR, State.AUTH_FAILED, State.THROTTLED})
 DEFAULT_CRAWLERS: Mapping[str, type[Any]] = {
     "gmail_oauth": GmailCrawler,
     "g_apps_oauth": GmailCrawler,
@@ -196,6 +198,7 @@ class CrawlIterator:
             return "deferred"
         self.store.statuses.started(user_uuid, self.worker_id, self.clock())
         crawler: Any = None
+        failure: dict[str, str] = {}
         try:
             rules = self._rules(user_uuid)
             if rules:  # else every rule of the account is disabled: nothing to look for
@@ -203,6 +206,9 @@ class CrawlIterator:
                 self._attempts(user_uuid, crawler, queue)
         except Exception as error:  # a failure ends this account's crawl, never the pass
             state = self._finish_failed(user_uuid, status, error)
+            if state in LOGGED_FAILURES:  # the line says why, as `crawler status` does
+                message = scrub_text(str(error))[:500]  # as `last_error` holds it: no secret
+                failure = {"error_type": type(error).__name__, "error": message}
         else:
             state = self._finish_ok(user_uuid)
         metrics.CRAWLS.labels(state).inc()
@@ -214,6 +220,7 @@ class CrawlIterator:
                 "user_uuid": user_uuid,
                 "state": state,
                 "worker": self.worker_id,
+                **failure,
                 **(dataclasses.asdict(counts) if isinstance(counts, CrawlResult) else {}),
                 "duration": round(time.monotonic() - started, 3),
             },

@@ -2,8 +2,9 @@
 
 An operator command asks `Operator` for the stores it needs; each is opened on first use with
 short timeouts and checked with a ping, so an unreachable MongoDB or Redis is reported at once
-as one line. `operator_command` turns every failure a command can meet (bad configuration, bad
-input, an unreachable store, an unwritable file) into one line on stderr and an exit code.
+as one line, naming where its URL came from (`--mongodb-url`, or CRAWLER_MONGODB_URL).
+`operator_command` turns every failure a command can meet (bad configuration, bad input, an
+unreachable store, an unwritable file) into one line on stderr and an exit code.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from crawler.keys import Keys
 from crawler.oauth import TokenCipher
 from crawler.store.admin import AdminStore
 from crawler.store.status import Document
-from workers.connections import mongo_client, redis_client
+from workers.connections import MONGODB_SETTING, REDIS_SETTING, mongo_client, redis_client
 
 EXIT_FAILED = 1  # bad configuration, an unreachable store, an unknown id
 EXIT_BAD_INPUT = 2  # a bad rule, account or option value, as for a usage error
@@ -51,8 +52,17 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 class Operator:
     """The settings of one command and its connections, opened on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mongodb_setting: str = MONGODB_SETTING,
+        redis_setting: str = REDIS_SETTING,
+    ) -> None:
         self.settings = settings
+        # Where the URLs came from (a variable, or an option of the command), for the errors.
+        self.mongodb_setting = mongodb_setting
+        self.redis_setting = redis_setting
         self.keys = Keys(settings.redis_prefix)
         self._mongo: MongoClient[Document] | None = None
         self._store: AdminStore | None = None
@@ -62,15 +72,16 @@ class Operator:
     def store(self) -> AdminStore:
         """The MongoDB collections; ConfigError when MongoDB cannot be used."""
         if self._store is None:
-            self._mongo = mongo_client(self.settings.mongodb_url)
-            self._store = AdminStore(self._mongo.get_default_database("crawler"))
+            self._mongo = mongo_client(self.settings.mongodb_url, self.mongodb_setting)
+            # Settings refuse a URL without a database: no default name stands in for it.
+            self._store = AdminStore(self._mongo.get_default_database())
         return self._store
 
     @property
     def redis(self) -> redis.Redis:
         """The Redis client; ConfigError when Redis cannot be reached."""
         if self._redis is None:
-            self._redis = redis_client(self.settings.redis_url)
+            self._redis = redis_client(self.settings.redis_url, self.redis_setting)
         return self._redis
 
     def cipher(self) -> TokenCipher:
@@ -92,7 +103,11 @@ class Operator:
 @contextmanager
 def operator(mongodb_url: str | None = None, redis_url: str | None = None) -> Iterator[Operator]:
     """An Operator for settings from the environment and `.env`, the given URLs on top."""
-    ops = Operator(load_settings(mongodb_url=mongodb_url, redis_url=redis_url))
+    ops = Operator(
+        load_settings(mongodb_url=mongodb_url, redis_url=redis_url),
+        mongodb_setting=MONGODB_SETTING if mongodb_url is None else "--mongodb-url",
+        redis_setting=REDIS_SETTING if redis_url is None else "--redis-url",
+    )
     try:
         yield ops
     finally:
@@ -125,6 +140,17 @@ def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def _settings_problem(error: pydantic.ValidationError) -> str:
-    first = error.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "settings"
-    return f"invalid configuration: {name}: {first['msg']}"
+    problems = error.errors()
+    first = problems[0]
+    name = ".".join(_source(str(part)) for part in first["loc"]) or "settings"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"invalid configuration: {name}: {first['msg']}{more}"
+
+
+def _source(name: str) -> str:
+    """Where a setting came from: its variable as pydantic names it (CRAWLER_MONGODB_URL), or,
+    named by its field, the command's option of that name (`mongodb_url`: `--mongodb-url`): a
+    command passes its options to `load_settings` by field. Other places (`.env`) stay as named."""
+    if name in Settings.model_fields:
+        return f"--{name.replace('_', '-')}"
+    return name

@@ -23,6 +23,14 @@ from crawler.store.status import Document, StatusBook
 
 __all__ = ["Document", "Store", "in_shard", "stable_hash", "storable_msgid"]
 
+# Where CRAWLER_SECRET_KEY's ciphertexts are: the accounts' tokens and IMAP passwords, and the
+# domains' service account keys. A Fernet token begins `gAAAAA` (its version byte, then the high
+# bytes of its timestamp), which tells a ciphertext from a value that never was one.
+ENCRYPTED_ACCOUNT_FIELDS = ("oauth.refresh_token", "oauth.access_token", "password")
+ENCRYPTED_DOMAIN_FIELD = "key"
+CIPHERTEXT_START = "gAAAAA"
+_CIPHERTEXT = {"$regex": f"^{CIPHERTEXT_START}"}
+
 
 def stable_hash(user_uuid: str) -> int:
     """A hash of `user_uuid` that every process and Python version agrees on."""
@@ -114,6 +122,30 @@ class Store:
             {"$set": {f"oauth.{key}": value for key, value in fields.items()}},
         )
 
+    def encrypted_sample(self, limit: int) -> list[str]:
+        """Up to `limit` ciphertexts stored with CRAWLER_SECRET_KEY: domains' keys first (each
+        serves many accounts), then accounts' tokens and passwords. Values that are no
+        ciphertext (broken documents) are left out."""
+        if limit < 1:
+            return []
+        found: list[str] = []
+        keys = self.domains.collection.find(
+            {ENCRYPTED_DOMAIN_FIELD: _CIPHERTEXT}, {ENCRYPTED_DOMAIN_FIELD: 1}
+        )
+        found += [str(domain[ENCRYPTED_DOMAIN_FIELD]) for domain in keys.limit(limit)]
+        if limit <= len(found):  # (a limit of 0 would be none at all)
+            return found[:limit]
+        accounts = self.accounts.find(
+            {"$or": [{field: _CIPHERTEXT} for field in ENCRYPTED_ACCOUNT_FIELDS]},
+            {field: 1 for field in ENCRYPTED_ACCOUNT_FIELDS},
+        )
+        for account in accounts.limit(limit - len(found)):
+            for field in ENCRYPTED_ACCOUNT_FIELDS:
+                value = _dotted(account, field)
+                if isinstance(value, str) and value.startswith(CIPHERTEXT_START):
+                    found.append(value)
+        return found[:limit]
+
     # -- attachments --------------------------------------------------------------------
 
     def save_attachment(self, document: Mapping[str, Any]) -> bool:
@@ -141,3 +173,11 @@ class Store:
             {"gm_msgid": 1, "part": 1, "_id": 0},
         )
         return {(doc["gm_msgid"], doc["part"]) for doc in cursor}
+
+
+def _dotted(document: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted `path` of `document`, or None."""
+    value: Any = document
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value

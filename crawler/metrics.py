@@ -1,8 +1,12 @@
-"""Prometheus metrics: counters that workers bump, gauges that the monitor sets from the stores."""
+"""Prometheus metrics: counters that workers bump, gauges that the monitor sets from the stores.
+
+A worker sets `crawler_live_workers` too, at each of its heartbeats, from the membership it
+reads; `workers.health` serves the registry on a process's metrics port.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REGISTRY = CollectorRegistry()
 
@@ -22,8 +26,3 @@ THROTTLED = Gauge(
 )
 QUEUE = Gauge("crawler_queue_uids", "UIDs waiting or in flight", ["where"], registry=REGISTRY)
 WORKERS = Gauge("crawler_live_workers", "Workers with a live heartbeat", registry=REGISTRY)
-
-
-def serve(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104  # Prometheus scrapes from outside
-    """Expose the metrics on http://host:port/metrics, in a daemon thread."""
-    start_http_server(port, addr=host, registry=REGISTRY)

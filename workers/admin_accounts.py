@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -46,14 +46,17 @@ from workers.admin_context import (
     operator,
     operator_command,
 )
-from workers.admin_output import console, print_json, printable, table
+from workers.admin_crawl_now import crawl_now
+from workers.admin_output import console, next_crawl, print_json, printable, table
+from workers.admin_users import no_account, require_account
 
 MAX_SECRET = 64 * 1024  # characters read from standard input, at most
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 app = typer.Typer(
-    help="Add, list, remove and re-authorize the accounts to crawl.", no_args_is_help=True
+    help="Add, list, remove and re-authorize the accounts to crawl, and crawl one at once.",
+    no_args_is_help=True,
 )
 
 
@@ -359,24 +362,60 @@ def list_accounts(
     as_json: JsonOption = False,
     mongodb_url: MongoUrlOption = None,
 ) -> None:
-    """List the accounts by user_uuid (never a token or password) with their crawl state."""
+    """List the accounts by user_uuid (never a token or password): rules, crawl state and the
+    next crawl."""
     with operator(mongodb_url) as ops:
         accounts = ops.store.account_summaries(limit)
-        states = ops.store.states_of([str(account.get("user_uuid")) for account in accounts])
-    rows = [
-        {
-            "email": account.get("email"),
-            "user_uuid": account.get("user_uuid"),
-            "provider": account.get("provider") or Provider.gmail_oauth.value,
-            "state": states.get(str(account.get("user_uuid"))),
-        }
-        for account in accounts
-    ]
+        user_uuids = [str(account.get("user_uuid")) for account in accounts]
+        schedules = ops.store.schedules_of(user_uuids)
+        rules = ops.store.rule_counts(user_uuids)
+    rows: list[dict[str, Any]] = []
+    for account, user_uuid in zip(accounts, user_uuids, strict=True):
+        schedule = schedules.get(user_uuid, {})
+        count, enabled = rules.get(user_uuid, (0, 0))
+        rows.append(
+            {
+                "email": account.get("email"),
+                "user_uuid": account.get("user_uuid"),
+                "provider": account.get("provider") or Provider.gmail_oauth.value,
+                "rules": count,
+                "enabled_rules": enabled,
+                "state": schedule.get("state"),
+                "next_crawl_at": schedule.get("next_crawl_at"),
+            }
+        )
     if as_json:
         print_json(rows)
         return
-    columns = ("email", "user_uuid", "provider", "state")
-    console().print(table("Accounts", columns, [row.values() for row in rows]))
+    now = time.time()
+    columns = ("email", "user_uuid", "provider", "rules", "state", "next crawl")
+    cells = [
+        (
+            row["email"],
+            row["user_uuid"],
+            row["provider"],
+            _rules_cell(row["rules"], row["enabled_rules"]),
+            *_schedule_cells(row, now),
+        )
+        for row in rows
+    ]
+    console().print(table("Accounts", columns, cells))
+
+
+def _rules_cell(count: int, enabled: int) -> str:
+    return str(count) if count == enabled else f"{count} ({count - enabled} disabled)"
+
+
+def _schedule_cells(row: dict[str, Any], now: float) -> tuple[str, str]:
+    """The state and next crawl an operator reads: an account is crawled only once it has an
+    enabled rule, and workers give it a crawl status at their next pass."""
+    if not row["rules"]:
+        return "no rule", "-"
+    if not row["enabled_rules"]:
+        return "no enabled rule", "-"
+    if row["state"] is None:
+        return "new", "due now"
+    return str(row["state"]), next_crawl(row["state"], row["next_crawl_at"], now)
 
 
 @app.command("remove")
@@ -390,7 +429,7 @@ def remove(user_uuid: UserUuidArgument, mongodb_url: MongoUrlOption = None) -> N
     """
     with operator(mongodb_url) as ops:
         if not ops.store.remove_account(user_uuid):
-            fail(f"no account with user_uuid {user_uuid}")
+            no_account(user_uuid)
     typer.echo(f"removed account {user_uuid} and its crawl status")
 
 
@@ -417,9 +456,7 @@ def authorize(
     grant = Grant(refresh_token_stdin, not no_verify, no_browser, timeout)
     with operator(mongodb_url) as ops:
         ops.cipher()  # a missing key fails first
-        account = ops.store.account(user_uuid)
-        if account is None:
-            fail(f"no account with user_uuid {user_uuid}")
+        account = require_account(ops, user_uuid)
         provider = str(account.get("provider") or Provider.gmail_oauth.value)
         email = str(account.get("email"))
         if provider == Provider.g_apps_oauth.value:
@@ -459,9 +496,7 @@ def set_password(
         raise BadInput("the new password is read from standard input only: give --password-stdin")
     with operator(mongodb_url) as ops:
         cipher = ops.cipher()  # before reading a secret: a missing key fails first
-        account = ops.store.account(user_uuid)
-        if account is None:
-            fail(f"no account with user_uuid {user_uuid}")
+        account = require_account(ops, user_uuid)
         provider = str(account.get("provider") or Provider.gmail_oauth.value)
         if provider in GMAIL_PROVIDERS:
             raise BadInput(
@@ -471,9 +506,12 @@ def set_password(
         if provider != Provider.imap_password.value:
             raise BadInput(f"{user_uuid} is a {provider!r:.40} account, not imap_password")
         if not ops.store.save_password(user_uuid, cipher.encrypt(_secret("password"))):
-            fail(f"no imap_password account with user_uuid {user_uuid}")  # removed meanwhile
+            no_account(user_uuid)  # removed meanwhile
         revived = ops.store.statuses.reauthorized(user_uuid, time.time())
     typer.echo(
         f"set the password of {user_uuid}"
         + (": it was auth_failed and is due now" if revived else "")
     )
+
+
+app.command("crawl-now")(crawl_now)

@@ -29,6 +29,7 @@ from workers.admin_context import (
 )
 from workers.admin_filenames import numbered, safe_filename
 from workers.admin_output import console, print_json, relative, table, timestamp
+from workers.admin_users import require_known
 
 SHA256_SHOWN = 12  # hex digits of a sha256 in a table
 FILE_MODE = 0o600  # an exported file: its owner reads it, as the blobs
@@ -50,6 +51,8 @@ def list_attachments(
 ) -> None:
     """List stored attachments, newest first."""
     with operator(mongodb_url) as ops:
+        if user_uuid is not None:
+            require_known(ops, user_uuid, ops.store.has_attachments)
         rows = [_row(document) for document in ops.store.recent_attachments(user_uuid, limit)]
     if as_json:
         print_json(rows)
@@ -106,9 +109,12 @@ def export(
 ) -> None:
     """Copy an account's stored attachments into a directory, under safe file names.
 
-    Exit code 1 if a blob is missing from the store (each is named on stderr).
+    Exit code 1 if a blob is missing from the store (each is named on stderr), or if the
+    account is unknown (and nothing is made). The attachments of a removed account are
+    exported all the same.
     """
     with operator(mongodb_url) as ops:
+        require_known(ops, user_uuid, ops.store.has_attachments)
         written, missing = export_attachments(ops, user_uuid, to)
     for document in missing:
         typer.echo(f"missing blob {document.get('blob')} ({document.get('filename')!r})", err=True)

@@ -58,6 +58,19 @@ def relative(epoch: object, now: float) -> str:
     return f"in {span}" if epoch >= now else f"{span} ago"
 
 
+def next_crawl(state: object, epoch: object, now: float) -> str:
+    """When a worker crawls the account next (`crawl_status.next_crawl_at`), for people."""
+    if state == "crawling":
+        return "crawling now"
+    if state == "auth_failed":
+        return "not until re-authorized"
+    if not isinstance(epoch, int | float):
+        return "-"
+    if epoch <= now:
+        return "due now"
+    return f"{timestamp(epoch)} ({relative(epoch, now)})"
+
+
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[object]]) -> Table:
     """A rich table of plain text: stored values never act as markup or terminal controls."""
     result = Table(*columns, title=title, title_justify="left")

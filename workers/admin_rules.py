@@ -1,4 +1,5 @@
-"""`crawler rules`: add, list, remove and test the rules that choose which attachments to save.
+"""`crawler rules`: add, list, remove, test, enable and disable the rules that choose which
+attachments to save.
 
 A rule is validated by `Rule.from_document`, the crawler's own check, before it is stored: a rule
 the crawler would refuse never reaches MongoDB, nor does one past the account's CRAWLER_MAX_RULES.
@@ -9,9 +10,10 @@ to have found the message.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from bson import ObjectId
@@ -28,15 +30,18 @@ from workers.admin_context import (
     operator_command,
 )
 from workers.admin_message import eml_parts
-from workers.admin_output import console, print_json, table
+from workers.admin_output import console, next_crawl, print_json, table
+from workers.admin_users import require_known
 
 ANY_ACCOUNT = "any"  # the user_uuid of a rule tested without one: rules need a valid id
 SIZE_HELP = "decoded bytes"
 
 app = typer.Typer(
-    help="Add, list, remove and test the rules that choose which attachments to save.",
+    help="Add, list, remove, test, enable and disable the rules that choose which attachments "
+    "to save.",
     no_args_is_help=True,
 )
+RuleIdArgument = Annotated[str, typer.Argument(help="The rule's id (rules list).")]
 
 QueryOption = Annotated[
     str | None, typer.Option(help="Gmail search terms that find the messages (X-GM-RAW).")
@@ -148,9 +153,17 @@ def list_rules(
 ) -> None:
     """List rules by id (the oldest first), with the reason the crawler would refuse any."""
     with operator(mongodb_url) as ops:
+        if user_uuid is not None:
+            require_known(ops, user_uuid, ops.store.has_rules)
         rows = [_rule_row(document) for document in ops.store.find_rules(user_uuid, limit)]
     if as_json:
         print_json(rows)
+        return
+    if not rows and user_uuid is not None:
+        typer.echo(
+            f"{user_uuid} has no rule: nothing is crawled until one is added "
+            f"(crawler rules add --user-uuid {user_uuid})"
+        )
         return
     columns = ("id", "user", "query", "filename", "content types", "min", "max", "enabled")
     console().print(table("Rules", (*columns, "problem"), [row.values() for row in rows]))
@@ -173,10 +186,7 @@ def _rule_row(document: Document) -> dict[str, Any]:
 
 @app.command("remove")
 @operator_command
-def remove(
-    rule_id: Annotated[str, typer.Argument(help="The rule's id (rules list).")],
-    mongodb_url: MongoUrlOption = None,
-) -> None:
+def remove(rule_id: RuleIdArgument, mongodb_url: MongoUrlOption = None) -> None:
     """Remove a rule. The attachments it saved stay."""
     with operator(mongodb_url) as ops:
         if not ops.store.remove_rule(rule_id):
@@ -262,6 +272,7 @@ def _rules_to_test(
         return [options.rule("options", user_uuid or ANY_ACCOUNT)[1]], {}
     with operator(mongodb_url) as ops:
         if rule_id is None:
+            require_known(ops, str(user_uuid), ops.store.has_rules)
             documents = ops.store.enabled_rules(str(user_uuid))
         else:
             documents = [document] if (document := ops.store.rule(rule_id)) else []
@@ -275,3 +286,66 @@ def _rules_to_test(
         else:
             refused[str(document.get("_id"))] = why
     return usable, refused
+
+
+@app.command("enable")
+@operator_command
+def enable(rule_id: RuleIdArgument, mongodb_url: MongoUrlOption = None) -> None:
+    """Enable a rule: the account's next crawl uses it, and catches up on the mail it missed.
+
+    A rule the crawler would refuse is not enabled: the command names the reason.
+    """
+    with operator(mongodb_url) as ops:
+        document = _stored_rule(ops, rule_id)
+        why = problem(document | {"enabled": True})
+        if why is not None:
+            raise BadRule(
+                f"rule {rule_id} cannot be enabled: the crawler refuses it: {why}; remove it "
+                "(crawler rules remove) and add it again"
+            )
+        before = ops.store.set_rule_enabled(rule_id, True) or _no_rule(rule_id)
+        user_uuid = str(before.get("user_uuid"))
+        status = ops.store.statuses.of(user_uuid) or {}
+    if before.get("enabled", True) is True:
+        typer.echo(f"rule {rule_id} of {user_uuid} is enabled already")
+        return
+    when = next_crawl(status.get("state"), status.get("next_crawl_at"), time.time())
+    typer.echo(
+        f"enabled rule {rule_id} of {user_uuid}: its next crawl uses it"
+        + (f" (next crawl: {when})" if status else "")
+        + f"; crawler accounts crawl-now {user_uuid} crawls it at once"
+    )
+
+
+@app.command("disable")
+@operator_command
+def disable(rule_id: RuleIdArgument, mongodb_url: MongoUrlOption = None) -> None:
+    """Disable a rule: it is kept, but takes nothing from the next crawl on.
+
+    The attachments it saved stay. An account whose rules are all disabled is not crawled.
+    """
+    with operator(mongodb_url) as ops:
+        _stored_rule(ops, rule_id)
+        before = ops.store.set_rule_enabled(rule_id, False) or _no_rule(rule_id)
+        user_uuid = str(before.get("user_uuid"))
+        _, enabled = ops.store.rule_counts([user_uuid]).get(user_uuid, (0, 0))
+    if before.get("enabled", True) is False:
+        typer.echo(f"rule {rule_id} of {user_uuid} is disabled already")
+        return
+    typer.echo(
+        f"disabled rule {rule_id} of {user_uuid}: it takes nothing from the next crawl on "
+        "(the attachments it saved stay)"
+    )
+    if not enabled:
+        typer.echo(
+            f"{user_uuid} has no enabled rule left: it is not crawled until one is enabled "
+            f"(crawler rules enable {rule_id})"
+        )
+
+
+def _stored_rule(ops: Operator, rule_id: str) -> Document:
+    return ops.store.rule(rule_id) or _no_rule(rule_id)
+
+
+def _no_rule(rule_id: str) -> NoReturn:
+    fail(f"no rule with id {rule_id}")

@@ -2,21 +2,21 @@
 
 Everything is read, nothing is changed: the workers from the heartbeat sorted set, queue depths
 with LLEN/SCARD (no lease needed), the rest from `crawl_status`. Lists are cut at `--limit` rows;
-counts and totals always cover everything.
+counts and totals always cover everything. `--watch` is a live view of the same stores
+(`admin_watch`).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
-import redis
 import typer
 from pymongo import ASCENDING, DESCENDING
 from rich.table import Table
 
-from crawler.keys import Keys
+from crawler.errors import BadInput
 from crawler.store import Document
 from workers.admin_context import (
     JsonOption,
@@ -26,28 +26,11 @@ from workers.admin_context import (
     operator,
     operator_command,
 )
-from workers.admin_output import console, duration, print_json, relative, table, timestamp
+from workers.admin_fleet import QueueRow, WorkerRow, heartbeats, queue_depths, workers_table
+from workers.admin_output import console, next_crawl, print_json, relative, table, timestamp
+from workers.admin_watch import DEFAULT_INTERVAL, MIN_INTERVAL, live_view
 
 STATES = ("idle", "crawling", "throttled", "auth_failed", "error")
-
-
-@dataclass(frozen=True)
-class WorkerRow:
-    """A worker in the heartbeat set; `shard` (`id/count`) is its automatic shard while live."""
-
-    worker: str
-    expires_in: float
-    shard: str | None
-
-
-@dataclass(frozen=True)
-class QueueRow:
-    """One account's UIDs in Redis, and the worker holding its lease."""
-
-    user_uuid: str
-    queued: int
-    inflight: int
-    lease: str | None
 
 
 @dataclass
@@ -70,14 +53,37 @@ class Report:
 def status(
     *,
     limit: Annotated[
-        int, typer.Option(min=1, help="Rows per list (throttled, failing, queues).")
+        int, typer.Option(min=1, help="Rows per list (throttled, failing, queues, crawls).")
     ] = 20,
     as_json: JsonOption = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="A live view of workers, states and running crawls, until Ctrl-C.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            min=MIN_INTERVAL,
+            help=f"Seconds between refreshes of --watch (default {DEFAULT_INTERVAL:g}).",
+            show_default=False,
+        ),
+    ] = None,
     mongodb_url: MongoUrlOption = None,
     redis_url: RedisUrlOption = None,
 ) -> None:
-    """Show workers and shards, accounts by state, throttled and failing accounts, queues."""
+    """Show workers and shards, accounts by state, throttled and failing accounts, queues; or,
+    with --watch, a live view of them and of the crawls running."""
+    if interval is not None and not watch:
+        raise BadInput("--interval is for --watch")
+    if watch and as_json:
+        raise BadInput("--watch shows a live view: it prints no JSON (status --json does)")
     with operator(mongodb_url, redis_url) as ops:
+        if watch:
+            live_view(ops, DEFAULT_INTERVAL if interval is None else interval, limit)
+            return
         report = gather(ops, time.time(), limit)
     if as_json:
         print_json(asdict(report))
@@ -128,42 +134,6 @@ def gather(ops: Operator, now: float, limit: int) -> Report:
     )
 
 
-def heartbeats(client: redis.Redis, keys: Keys, now: float) -> list[WorkerRow]:
-    """The workers in the heartbeat set, by id; the expired ones (not yet dropped) without shard."""
-    # With scores, redis-py answers (member, score) pairs; its annotation covers every shape.
-    scored = cast("list[tuple[bytes, float]]", client.zrange(keys.workers, 0, -1, withscores=True))
-    members = [(_text(member), float(score)) for member, score in scored]
-    # A worker's automatic shard is its rank among the live workers' ids (see Membership).
-    live = sorted(worker for worker, expiry in members if expiry >= now)
-    rank = {worker: index for index, worker in enumerate(live)}
-    return [
-        WorkerRow(worker, expiry - now, f"{rank[worker]}/{len(live)}" if worker in rank else None)
-        for worker, expiry in sorted(members)
-    ]
-
-
-def queue_depths(client: redis.Redis, keys: Keys) -> list[QueueRow]:
-    """Queued and in-flight UIDs of every account with a queue, the deepest first."""
-    accounts = sorted(_text(member) for member in client.smembers(keys.crawls))
-    with client.pipeline(transaction=False) as pipe:
-        for user_uuid in accounts:
-            pipe.llen(keys.uids(user_uuid))
-            pipe.scard(keys.inflight(user_uuid))
-            pipe.get(keys.lease(user_uuid))
-        replies = pipe.execute()
-    rows = [
-        QueueRow(user_uuid, int(queued), int(inflight), None if lease is None else _text(lease))
-        for user_uuid, queued, inflight, lease in zip(
-            accounts, replies[::3], replies[1::3], replies[2::3], strict=True
-        )
-    ]
-    return sorted(rows, key=lambda row: (-(row.queued + row.inflight), row.user_uuid))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _throttle(document: Document) -> dict[str, Any]:
     return {
         "user_uuid": document.get("user_uuid"),
@@ -171,6 +141,7 @@ def _throttle(document: Document) -> dict[str, Any]:
         "until_utc": timestamp(document.get("throttle_backoff_timestamp")),
         "reason": document.get("throttle_reason"),
         "consecutive_throttles": document.get("consecutive_throttles"),
+        "next_crawl_at": document.get("next_crawl_at"),
     }
 
 
@@ -180,6 +151,8 @@ def _failure(document: Document) -> dict[str, Any]:
         "state": document.get("state"),
         "last_error": document.get("last_error"),
         "auth_revoked": document.get("auth_revoked"),
+        "consecutive_errors": document.get("consecutive_errors"),
+        "next_crawl_at": document.get("next_crawl_at"),
     }
 
 
@@ -190,7 +163,7 @@ def show(report: Report) -> None:
     columns = ("user", "queued", "in flight", "lease held by")
     queues = [(row.user_uuid, row.queued, row.inflight, row.lease) for row in report.queues]
     for result in (
-        _workers_table(report),
+        workers_table(report.workers),
         table("Accounts by state", states.keys(), [states.values()]),
         _throttled_table(report),
         _failing_table(report),
@@ -207,18 +180,6 @@ def show(report: Report) -> None:
         out.print(result if result.row_count else f"{result.title}: none", highlight=False)
 
 
-def _workers_table(report: Report) -> Table:
-    rows = [
-        (
-            row.worker,
-            f"{row.expires_in:.1f}" if row.shard else f"expired {duration(row.expires_in)} ago",
-            row.shard,
-        )
-        for row in report.workers
-    ]
-    return table("Workers", ("worker", "heartbeat expires in (s)", "shard (automatic)"), rows)
-
-
 def _throttled_table(report: Report) -> Table:
     rows = [
         (
@@ -227,10 +188,18 @@ def _throttled_table(report: Report) -> Table:
             f"{row['until']:.0f}" if isinstance(row["until"], int | float) else None,
             row["reason"],
             row["consecutive_throttles"],
+            next_crawl("throttled", row["next_crawl_at"], report.now),
         )
         for row in report.throttled
     ]
-    columns = ("user", "throttled until", "until (epoch)", "reason", "throttles in a row")
+    columns = (
+        "user",
+        "throttled until",
+        "until (epoch)",
+        "reason",
+        "throttles in a row",
+        "next crawl",
+    )
     return table("Throttled accounts", columns, rows)
 
 
@@ -246,6 +215,8 @@ def _failing_table(report: Report) -> Table:
                 row["state"],
                 message,
                 f"{timestamp(at)} ({relative(at, report.now)})",
+                next_crawl(row["state"], row["next_crawl_at"], report.now),
             )
         )
-    return table("Failing accounts", ("user", "state", "last error", "at"), rows)
+    columns = ("user", "state", "last error", "at", "next crawl")
+    return table("Failing accounts", columns, rows)

@@ -6,8 +6,10 @@ import importlib.util
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -17,6 +19,9 @@ from workers.admin import register as register_operator_commands
 from workers.admin_context import fail, operator_command
 from workers.connections import connect
 from workers.membership import static_shard
+
+if TYPE_CHECKING:
+    from workers.health import Liveness
 
 app = typer.Typer(
     help="Find and save the attachments in many Gmail accounts.",
@@ -34,12 +39,41 @@ ShardOption = Annotated[int | None, typer.Option(help="Static shard (else automa
 
 
 MetricsOption = Annotated[
-    int | None, typer.Option(help="Serve Prometheus metrics on this port (/metrics).")
+    int | None,
+    typer.Option(
+        help="Serve Prometheus metrics (/metrics) and a health check (/healthz) on this port "
+        "(0: any free port, logged)."
+    ),
 ]
 
-STANDINS_EXTRA = "gmail-attachment-crawler[standins]"
-# The stand-ins' package and what the `standins` extra installs for it (pyproject.toml).
-STANDINS_MODULES = ("standins", "mongomock", "mockupdb")
+DISTRIBUTION = "gmail-attachment-crawler"
+STANDINS_EXTRA = f"{DISTRIBUTION}[standins]"
+# The stand-ins' package and what the `standins` extra installs for it (pyproject.toml): lupa is
+# fakeredis's `lua` extra, which runs the crawler's scripts on the embedded Redis.
+STANDINS_MODULES = ("standins", "mongomock", "mockupdb", "fakeredis", "lupa")
+
+
+def _print_version(wanted: bool) -> None:
+    if not wanted:
+        return
+    try:
+        typer.echo(f"{DISTRIBUTION} {installed_version(DISTRIBUTION)}")
+    except PackageNotFoundError:
+        fail(f"{DISTRIBUTION} is not installed (pip install -e .): its version is unknown")
+    raise typer.Exit
+
+
+@app.callback()
+def _options(
+    *,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Find and save the attachments in many Gmail accounts."""
 
 
 @contextmanager
@@ -66,16 +100,16 @@ def _no_standins(command: str, module: str) -> NoReturn:
     )
 
 
-def _start(settings: Settings, metrics_port: int | None) -> None:
-    """What a service process sets up first: logs, error reports, metrics."""
+def _start(settings: Settings, metrics_port: int | None, liveness: Liveness) -> None:
+    """What a service process sets up first: logs, error reports, metrics and health check."""
     from crawler import airbrake, logs
 
     logs.configure(settings)
     airbrake.configure(settings)
     if metrics_port is not None:
-        from crawler.metrics import serve
+        from workers.health import serve
 
-        serve(metrics_port)
+        serve(metrics_port, liveness)
 
 
 @app.command()
@@ -92,6 +126,7 @@ def worker(
     metrics_port: MetricsOption = None,
 ) -> None:
     """Crawl this worker's shard of the accounts, pass after pass."""
+    from workers.health import Liveness, worker_limit
     from workers.worker import Worker
 
     settings = load_settings(
@@ -100,8 +135,9 @@ def worker(
     # Bad configuration fails here, as one line: the shard, and the key every crawl needs.
     static_shard(settings)
     TokenCipher(settings.secret_key.get_secret_value())
-    _start(settings, metrics_port)
-    process = Worker(settings, *connect(settings))
+    liveness = Liveness("worker", worker_limit(settings))
+    _start(settings, metrics_port, liveness)
+    process = Worker(settings, *connect(settings), liveness=liveness)
     process.install_signal_handlers()
     raise typer.Exit(process.run(once=once, burst=burst))
 
@@ -114,11 +150,13 @@ def monitor(
     metrics_port: MetricsOption = None,
 ) -> None:
     """Watch the crawls in Redis and make sure each one completes."""
+    from workers.health import Liveness, monitor_limit
     from workers.monitor import Monitor
 
     settings = load_settings()
-    _start(settings, metrics_port)
-    process = Monitor(settings, *connect(settings))
+    liveness = Liveness("monitor", monitor_limit(settings))
+    _start(settings, metrics_port, liveness)
+    process = Monitor(settings, *connect(settings), liveness=liveness)
     if once:
         process.check()
         return
@@ -201,11 +239,29 @@ def embedded_mongo(
     serve(host=host, port=port)
 
 
+@app.command("embedded-redis")
+def embedded_redis(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 6379,
+    host: HostOption = "127.0.0.1",
+) -> None:
+    """Run the embedded Redis stand-in (fakeredis, with Lua, behind Redis's protocol).
+
+    For Procfile.dev where no Redis server is installed; it serves until SIGTERM.
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("embedded-redis"):
+        from standins.embedded_redis import serve
+
+    serve(host=host, port=port)
+
+
 @app.command()
 @operator_command
 def demo() -> None:
     """Crawl fake Gmail accounts end to end: four with refresh tokens (one throttled, one
-    refreshed, one revoked) and a Workspace domain's, through domain-wide delegation.
+    refreshed, one revoked) and a Workspace domain's, through domain-wide delegation. On the
+    Redis of CRAWLER_REDIS_URL, or on an embedded one (fakeredis) when nothing answers there.
 
     Needs the `standins` extra.
     """

@@ -3,7 +3,8 @@
 Every interval one monitor of the fleet (a `SET NX EX` lock) moves the in-flight UIDs of
 accounts whose lease expired back to their queues and marks those accounts whose crawl died
 mid-way due at once (a throttled account keeps its backoff), drops
-dead workers from the membership, and reports crawls that stalled (once each).
+dead workers from the membership, and reports crawls that stalled (once each). Every monitor
+checks, acting or not; when its checks stop, its `/healthz` says so (workers.health).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from crawler.errors import Stalled
 from crawler.keys import Keys
 from crawler.store import Document, Store
 from crawler.uidqueue import requeue_abandoned
+from workers.health import Liveness, monitor_limit
 from workers.service import guarded, through_outages
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ class Monitor:
         *,
         monitor_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        liveness: Liveness | None = None,
     ) -> None:
         self.settings = settings
         self.store = Store(database)
@@ -59,17 +62,24 @@ class Monitor:
         self.monitor_id = monitor_id or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
         self.stopping = threading.Event()
+        # What `/healthz` reads: when a check last started or ended (see workers.health).
+        self.liveness = liveness or Liveness("monitor", monitor_limit(settings))
 
     def run(self) -> None:
         """Check every interval until stopped; an error left after retries is raised."""
         context = {"component": "monitor", "monitor": self.monitor_id}
         policy = through_outages(self.settings, context)
-        while not self.stopping.is_set():
-            guarded(self.check, policy, context)
-            self.stopping.wait(self.settings.monitor_interval)
+        try:
+            while not self.stopping.is_set():
+                guarded(self.check, policy, context)
+                self.liveness.tick("check ended")
+                self.stopping.wait(self.settings.monitor_interval)
+        finally:
+            self.liveness.end()
 
     def check(self) -> Check:
         """One check, if no other monitor acted in this interval."""
+        self.liveness.tick("check started")
         interval = max(1, int(self.settings.monitor_interval))
         if not self.redis.set(self.keys.monitor_lock, self.monitor_id, nx=True, ex=interval):
             return Check()

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from crawler.store import Store
@@ -74,14 +74,46 @@ class AdminStore(Store):
         """Delete a rule; False if there is no such rule."""
         return bool(self.rules.delete_one({"_id": {"$in": _rule_ids(rule_id)}}).deleted_count)
 
+    def set_rule_enabled(self, rule_id: str, enabled: bool) -> Document | None:
+        """Enable or disable a rule; the rule as it was before, or None if there is none."""
+        return self.rules.find_one_and_update(
+            {"_id": {"$in": _rule_ids(rule_id)}},
+            {"$set": {"enabled": enabled}},
+            return_document=ReturnDocument.BEFORE,
+        )
+
+    def rule_counts(self, user_uuids: list[str]) -> dict[str, tuple[int, int]]:
+        """(rules, enabled rules) of each of these accounts that has a rule."""
+        enabled = {"$cond": [{"$eq": ["$enabled", False]}, 0, 1]}
+        grouped = self.rules.aggregate(
+            [
+                {"$match": {"user_uuid": {"$in": user_uuids}}},
+                {
+                    "$group": {
+                        "_id": "$user_uuid",
+                        "rules": {"$sum": 1},
+                        "enabled": {"$sum": enabled},
+                    }
+                },
+            ]
+        )
+        return {
+            str(group["_id"]): (int(group["rules"]), int(group["enabled"])) for group in grouped
+        }
+
+    def has_rules(self, user_uuid: str) -> bool:
+        """Whether any rule, enabled or not, names the account."""
+        return self.rules.count_documents({"user_uuid": user_uuid}, limit=1) > 0
+
     # -- crawl states ---------------------------------------------------------------------
 
-    def states_of(self, user_uuids: list[str]) -> dict[str, str]:
-        """The crawl state of each of these accounts that has a `crawl_status`."""
+    def schedules_of(self, user_uuids: list[str]) -> dict[str, Document]:
+        """The `state` and `next_crawl_at` of each of these accounts that has a `crawl_status`."""
         cursor = self.statuses.collection.find(
-            {"user_uuid": {"$in": user_uuids}}, {"user_uuid": 1, "state": 1}
+            {"user_uuid": {"$in": user_uuids}},
+            {"_id": 0, "user_uuid": 1, "state": 1, "next_crawl_at": 1},
         )
-        return {str(doc["user_uuid"]): str(doc.get("state")) for doc in cursor}
+        return {str(doc["user_uuid"]): doc for doc in cursor}
 
     def statuses_in(
         self, states: list[str], sort: list[tuple[str, int]], limit: int
@@ -115,6 +147,10 @@ class AdminStore(Store):
         """Stored attachments, of one account or all, newest first."""
         query = {} if user_uuid is None else {"user_uuid": user_uuid}
         return list(self.attachments.find(query).sort("saved_at", DESCENDING).limit(limit))
+
+    def has_attachments(self, user_uuid: str) -> bool:
+        """Whether any attachment of the account is recorded (its account may be gone)."""
+        return self.attachments.count_documents({"user_uuid": user_uuid}, limit=1) > 0
 
     def attachments_of(self, user_uuid: str) -> Iterator[Document]:
         """Every attachment of the account, oldest first: a stable order for exports."""

@@ -67,10 +67,14 @@ def test_an_imap_account_keeps_its_password_encrypted_and_its_server(admin: Admi
     assert "oauth" not in raw and "SECRET" not in json.dumps(raw, default=str)
 
 
-def test_accounts_list_shows_state_and_never_a_secret(admin: Admin) -> None:
+def test_accounts_list_shows_state_next_crawl_and_never_a_secret(admin: Admin) -> None:
     admin.run(ADD_GMAIL.format(user="alice"), stdin="refresh-SECRET")
     admin.run(ADD_IMAP.format(user="bob") + " --imap-host h", stdin="pw-SECRET")
-    admin.db.crawl_status.insert_one(new_status("alice", 0) | {"state": "throttled"})
+    admin.run("rules add --user-uuid alice")
+    admin.run("rules add --user-uuid alice --disabled")
+    until = time.time() + 600
+    throttled = {"state": "throttled", "throttle_backoff_timestamp": until, "next_crawl_at": until}
+    admin.db.crawl_status.insert_one(new_status("alice", 0) | throttled)
     ciphertext = admin.db.accounts.find_one({"user_uuid": "alice"})["oauth"]["refresh_token"]
 
     listed = admin.run("accounts list --json")
@@ -81,16 +85,27 @@ def test_accounts_list_shows_state_and_never_a_secret(admin: Admin) -> None:
             "email": "alice@example.com",
             "user_uuid": "alice",
             "provider": "gmail_oauth",
+            "rules": 2,
+            "enabled_rules": 1,
             "state": "throttled",
+            "next_crawl_at": until,
         },
         {
             "email": "bob@example.com",
             "user_uuid": "bob",
             "provider": "imap_password",
+            "rules": 0,
+            "enabled_rules": 0,
             "state": None,
+            "next_crawl_at": None,
         },
     ]
-    assert "alice@example.com" in shown.stdout and "throttled" in shown.stdout
+    [alice] = [line for line in shown.stdout.splitlines() if "alice@example.com" in line]
+    for text in ("2 (1 disabled)", "throttled", time.strftime("%Y-%m-%d", time.gmtime(until))):
+        assert text in alice, text
+    assert "(in 9m" in alice or "(in 10m" in alice
+    [bob] = [line for line in shown.stdout.splitlines() if "bob@example.com" in line]
+    assert "no rule" in bob
     assert len(json.loads(admin.run("accounts list --limit 1 --json").stdout)) == 1
     for output in (listed.stdout, shown.stdout):
         assert "SECRET" not in output and ciphertext not in output
@@ -436,6 +451,7 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
     throttled = {
         "state": "throttled",
         "throttle_backoff_timestamp": now + 600,
+        "next_crawl_at": now + 600,
         "throttle_reason": "over_quota",
         "consecutive_throttles": 2,
         "totals": {"messages": 2, "attachments": 3, "bytes": 500},
@@ -444,8 +460,10 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
         [
             new_status("calm", now) | {"totals": {"messages": 5, "attachments": 7, "bytes": 1000}},
             new_status("slow", now) | throttled,
-            new_status("gone", now) | {"state": "auth_failed", "last_error": revoked},
-            new_status("broken", now) | {"state": "error", "last_error": missing},
+            new_status("gone", now)
+            | {"state": "auth_failed", "last_error": revoked, "next_crawl_at": None},
+            new_status("broken", now)
+            | {"state": "error", "last_error": missing, "next_crawl_at": now + 300},
             new_status("capped", now) | {"folder_warning": "exactly 1,000 messages"},
         ]
     )
@@ -466,8 +484,10 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
     assert 20 < max(row["expires_in"] for row in report["workers"]) <= 30
     (slow,) = report["throttled"]
     assert (slow["user_uuid"], slow["reason"], slow["until"]) == ("slow", "over_quota", now + 600)
+    assert slow["next_crawl_at"] == now + 600
     assert [row["user_uuid"] for row in report["failing"]] == ["broken", "gone"]  # latest first
     assert report["failing"][1]["last_error"]["type"] == "AuthRevoked"
+    assert [row["next_crawl_at"] for row in report["failing"]] == [now + 300, None]
     assert report["queues"] == [{"user_uuid": "slow", "queued": 3, "inflight": 1, "lease": "w-a"}]
     assert report["warnings"] == [["capped", "exactly 1,000 messages"]]
     assert report["totals"] == {
@@ -481,9 +501,13 @@ def test_status_shows_workers_states_throttles_failures_and_queues(
     }
     shown = ["w-a", "0/2", "expired", slow["until_utc"], f"{now + 600:.0f}", "(in 9m", "over_quota"]
     shown += ["AuthRevoked: invalid_grant [revoked]", "email is missing", "Queues", "w-a"]
-    shown += ["Accounts that may be cut short", "exactly 1,000 messages"]
+    shown += ["Accounts that may be cut short", "exactly 1,000 messages", "next crawl"]
     for text in shown:
         assert text in table, text
+    [gone] = [line for line in table.splitlines() if "AuthRevoked" in line]
+    assert "not until re-authorized" in gone
+    [broken] = [line for line in table.splitlines() if "email is missing" in line]
+    assert "(in 4m" in broken or "(in 5m" in broken
 
 
 def test_status_of_an_empty_system_says_none(admin: Admin) -> None:
@@ -703,8 +727,11 @@ def test_an_env_file_others_can_write_stops_a_real_process_in_one_line(
     "line",
     [
         "status",
-        *(f"accounts {command}" for command in ("add", "list", "remove", "authorize")),
-        *(f"rules {command}" for command in ("add", "list", "remove", "test")),
+        *(
+            f"accounts {command}"
+            for command in ("add", "list", "remove", "authorize", "set-password", "crawl-now")
+        ),
+        *(f"rules {command}" for command in ("add", "list", "remove", "test", "enable", "disable")),
         *(f"attachments {command}" for command in ("list", "export")),
     ],
 )

@@ -154,6 +154,7 @@ def _refusal(
             domain,
             f"Google says the domain has not granted our service account {key.client_email} "
             f"domain-wide delegation for {scope} (unauthorized_client): {key.grant()}",
+            code=code,
         )
     if said == UNKNOWN_USER:
         raise AuthRevoked(f"{email} is not a user of {domain} (Google: {UNKNOWN_USER!r})")
@@ -163,5 +164,7 @@ def _refusal(
             f"Google does not accept the key {key.key_id} of {key.client_email}: it was "
             "deleted or is not this service account's (invalid_grant, Invalid JWT Signature); "
             "add a current key with `crawler domains add`",
+            code=code,
         )
-    raise DomainRefused(domain, f"Google refused the service account {key.client_email} ({code})")
+    message = f"Google refused the service account {key.client_email} ({code})"
+    raise DomainRefused(domain, message, code=code)

@@ -152,8 +152,11 @@ class DomainRefused(CrawlerError):
     its key deleted or wrong): no account of the domain is at fault, and none can be crawled
     until an administrator fixes it. Its accounts wait; the domain records why."""
 
-    def __init__(self, domain: str, message: str, until: float | None = None) -> None:
+    def __init__(
+        self, domain: str, message: str, until: float | None = None, *, code: str | None = None
+    ) -> None:
         super().__init__(f"{domain}: {message}")
         self.domain = domain
         self.message = message
         self.until = until  # when its accounts try again, if the domain already says
+        self.code = code  # Google's OAuth error code, when Google refused just now

@@ -14,18 +14,17 @@ once a second, so it takes that long to stop.
 from __future__ import annotations
 
 import logging
-import signal
 import socket
 import socketserver
 import struct
 import threading
 from collections.abc import Callable
-from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, cast
 
 from mockupdb import OP_MSG, OP_MSG_FLAGS, OP_QUERY, OpMsg, OpQuery
 
 from standins.mongo_commands import Invocation, MongoCommandExecutor
+from standins.serving import Served, stop_requested
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ MORE_TO_COME = OP_MSG_FLAGS["moreToCome"]
 # pymongo speaks OP_MSG; older releases send a connection's first handshake as OP_QUERY.
 # Older opcodes (OP_INSERT, OP_GET_MORE, ...) are gone from MongoDB 6 too, which hangs up on them.
 PARSERS: dict[int, Any] = {OP_MSG: OpMsg, OP_QUERY: OpQuery}
-STOP_POLL_SECONDS = 0.1
 
 Responder = Callable[[Any], None]
 
@@ -110,60 +108,28 @@ class _WireServer(socketserver.ThreadingTCPServer):
         logger.exception("embedded MongoDB dropped the connection of %s", client_address)
 
 
-class EmbeddedMongo:
+class EmbeddedMongo(Served):
     """A MongoDB stand-in listening on `host:port` while started; port 0 picks a free port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._address = (host, port)
-        self._executor = MongoCommandExecutor()
-        self._server: _WireServer | None = None
-        self._serving: threading.Thread | None = None
+    name = "embedded MongoDB"
+    thread_name = "embedded-mongo"
 
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        if self._server is None:
-            raise RuntimeError("the embedded MongoDB is not running")
-        port: int = self._server.server_address[1]
-        return port
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host, port)
+        self._executor = MongoCommandExecutor()
 
     @property
     def uri(self) -> str:
         """The connection string for pymongo: `mongodb://host:port`."""
-        return f"mongodb://{self._address[0]}:{self.port}"
+        return f"mongodb://{self.host}:{self.port}"
 
-    def start(self) -> None:
-        """Listen, and serve every connection from a thread of its own."""
-        if self._server is not None:
-            raise RuntimeError("the embedded MongoDB is already running")
-        self._server = _WireServer(self._address, self._respond)
-        self._serving = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": STOP_POLL_SECONDS},
-            name=f"embedded-mongo:{self.port}",
-            daemon=True,
-        )
-        self._serving.start()
+    def _make_server(self, address: tuple[str, int]) -> _WireServer:
+        return _WireServer(address, self._respond)
 
-    def stop(self) -> None:
+    def _close(self, server: socketserver.BaseServer, serving: threading.Thread) -> None:
         """Close the port and every connection, and wait for the serving threads."""
-        server, serving = self._server, self._serving
-        self._server = self._serving = None
-        if server is not None and serving is not None:
-            server.close_all()
-            serving.join()
-
-    def __enter__(self) -> EmbeddedMongo:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        cast(_WireServer, server).close_all()
+        serving.join()
 
     def _respond(self, request: Any) -> None:
         """Answer one parsed request on the connection it came from."""
@@ -179,16 +145,6 @@ class EmbeddedMongo:
 
 def serve(host: str, port: int) -> None:
     """Run a stand-in until SIGTERM or SIGINT; prints its URI on stdout once it listens."""
-    stopping = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with EmbeddedMongo(host, port) as server:
-            print(server.uri, flush=True)
-            stopping.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_requested() as stopping, EmbeddedMongo(host, port) as server:
+        print(server.uri, flush=True)
+        stopping.wait()

@@ -9,15 +9,14 @@ tests keep a real Redis: this stand-in serves the demo and the development syste
 from __future__ import annotations
 
 import importlib.util
-import signal
 import socket
+import socketserver
 import threading
-from types import FrameType, TracebackType
 from typing import Any
 
 from fakeredis import TcpFakeServer
 
-STOP_POLL_SECONDS = 0.1
+from standins.serving import Served, stop_requested
 
 
 class LuaMissing(RuntimeError):
@@ -33,79 +32,38 @@ class _Server(TcpFakeServer):
         return connection, address
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(Served):
     """A Redis stand-in listening on `host:port` while started; port 0 picks a free port."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._address = (host, port)
-        self._server: _Server | None = None
-        self._serving: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        if self._server is None:
-            raise RuntimeError("the embedded Redis is not running")
-        port: int = self._server.server_address[1]
-        return port
+    name = "embedded Redis"
+    thread_name = "embedded-redis"
 
     @property
     def url(self) -> str:
         """The URL for redis-py and CRAWLER_REDIS_URL: `redis://host:port/0`."""
-        return f"redis://{self._address[0]}:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         """Listen, and serve every connection from a thread of its own."""
-        if self._server is not None:
-            raise RuntimeError("the embedded Redis is already running")
         if importlib.util.find_spec("lupa") is None:
             raise LuaMissing(
                 "the embedded Redis runs the crawler's Lua scripts with lupa: "
                 "pip install 'fakeredis[lua]'"
             )
-        self._server = _Server(self._address)
-        self._serving = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": STOP_POLL_SECONDS},
-            name=f"embedded-redis:{self.port}",
-            daemon=True,
-        )
-        self._serving.start()
+        super().start()
 
-    def stop(self) -> None:
+    def _make_server(self, address: tuple[str, int]) -> _Server:
+        return _Server(address)
+
+    def _close(self, server: socketserver.BaseServer, serving: threading.Thread) -> None:
         """Close the port, end every connection, and wait for the serving threads."""
-        server, serving = self._server, self._serving
-        self._server = self._serving = None
-        if server is not None and serving is not None:
-            server.shutdown()  # every connection's loop ends within fakeredis's poll interval
-            serving.join()
-            server.server_close()  # joins the connections' threads
-
-    def __enter__(self) -> EmbeddedRedis:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        server.shutdown()  # every connection's loop ends within fakeredis's poll interval
+        serving.join()
+        server.server_close()  # joins the connections' threads
 
 
 def serve(host: str, port: int) -> None:
     """Run the embedded Redis until SIGTERM or SIGINT; prints its URL on stdout once it listens."""
-    stopping = threading.Event()
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stopping.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with EmbeddedRedis(host, port) as server:
-            print(server.url, flush=True)
-            stopping.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with stop_requested() as stopping, EmbeddedRedis(host, port) as server:
+        print(server.url, flush=True)
+        stopping.wait()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socketserver
 import threading
 import urllib.parse
 from collections import Counter
@@ -23,17 +24,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Self
 
 from standins.hostile_oauth import Misbehaviour
+from standins.serving import Served
 
 logger = logging.getLogger(__name__)
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_BODY = 64 * 1024
 MAX_FIELDS = 32
-STOP_POLL_SECONDS = 0.01  # how long `stop` waits for the serving loop to notice; tests stop often
 IDLE_TIMEOUT = 10.0  # a client that connects and sends nothing does not hold a thread for ever
 JSON_HEADERS = (
     ("Content-Type", "application/json; charset=utf-8"),
@@ -117,7 +116,7 @@ def read_form(headers: Message, read: Callable[[int], bytes]) -> dict[str, str]:
     return parse_form(headers.get("Content-Type"), read(length))
 
 
-class LoopbackService:
+class LoopbackService(Served):
     """An HTTP service on loopback that answers in JSON, serving while started (a context
     manager): each connection is answered from a daemon thread of its own (HTTP/1.0, closed after
     the answer). A subclass says what to answer (`answer`) and may answer a POST raw
@@ -125,26 +124,12 @@ class LoopbackService:
 
     name = "fake HTTP service"  # in errors
     thread_name = "fake-http"  # its serving thread is named `<this>:<port>`
+    poll_interval = 0.01  # tests stop services often
     reply_headers: tuple[tuple[str, str], ...] = JSON_HEADERS
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._address = (host, port)
+        super().__init__(host, port)
         self._closing = threading.Event()
-        self._server: _LoopbackServer | None = None
-        self._serving: threading.Thread | None = None
-
-    @property
-    def host(self) -> str:
-        """The address it listens on."""
-        return self._address[0]
-
-    @property
-    def port(self) -> int:
-        """The port it listens on."""
-        if self._server is None:
-            raise RuntimeError(f"the {self.name} is not running")
-        port: int = self._server.server_address[1]
-        return port
 
     @property
     def base_url(self) -> str:
@@ -163,39 +148,18 @@ class LoopbackService:
 
     def start(self) -> None:
         """Listen, and answer every connection from a daemon thread of its own."""
-        if self._server is not None:
-            raise RuntimeError(f"the {self.name} is already running")
         self._closing.clear()
-        self._server = _LoopbackServer(self._address, self)
-        self._serving = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": STOP_POLL_SECONDS},
-            name=f"{self.thread_name}:{self.port}",
-            daemon=True,
-        )
-        self._serving.start()
+        super().start()
 
-    def stop(self) -> None:
+    def _make_server(self, address: tuple[str, int]) -> _LoopbackServer:
+        return _LoopbackServer(address, self)
+
+    def _close(self, server: socketserver.BaseServer, serving: threading.Thread) -> None:
         """Stop listening; answers being delayed are given at once."""
-        server, serving = self._server, self._serving
-        self._server = self._serving = None
-        if server is not None and serving is not None:
-            self._closing.set()
-            server.shutdown()
-            server.server_close()
-            serving.join()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+        self._closing.set()
+        server.shutdown()
+        server.server_close()
+        serving.join()
 
     def answer(self, request: Request) -> Answer:
         """The answer to one request."""

@@ -191,4 +191,5 @@ pytest_plugins = [
     "tests.plugins.fakes",
     "tests.plugins.crawling",
     "tests.plugins.admin",
+    "tests.plugins.logs",
 ]

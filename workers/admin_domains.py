@@ -135,7 +135,7 @@ def _check(
     try:
         tokens.token(domain, user, IMAP_SCOPE)
     except DomainRefused as refused:
-        if "unauthorized_client" in refused.message:
+        if refused.code == "unauthorized_client":
             return refused
         raise
     except AuthRevoked as error:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from standins import tokens
 from standins.fakegmail.config import GmailConfig, load_config
@@ -103,34 +104,10 @@ class FakeGmail:
         )
         return self.accounts.add(account)
 
-    def add_generated_account(
-        self,
-        email: str,
-        *,
-        count: int,
-        seed: int = 0,
-        first_uid: int = 1,
-        spacing: int = 1,
-        attachment_every: int = 1000,
-        password: str | None = None,
-        all_mail_name: str = "[Gmail]/All Mail",
-        uidvalidity: int = 1,
-        max_connections: int = DEFAULT_MAX_CONNECTIONS,
-    ) -> GeneratedAccount:
-        """A new account of `count` messages made as they are read (generated.py)."""
-        account = GeneratedAccount(
-            email,
-            count=count,
-            seed=seed,
-            first_uid=first_uid,
-            spacing=spacing,
-            attachment_every=attachment_every,
-            password=password,
-            all_mail_name=all_mail_name,
-            uidvalidity=uidvalidity,
-            max_connections=max_connections,
-            clock=self._clock,
-        )
+    def add_generated_account(self, email: str, *, count: int, **options: Any) -> GeneratedAccount:
+        """A new account of `count` messages made as they are read (generated.py); `options`
+        are GeneratedAccount's (seed, first_uid, spacing, attachment_every, password ...)."""
+        account = GeneratedAccount(email, count=count, clock=self._clock, **options)
         self.accounts.add(account)
         return account
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import mongomock
@@ -22,7 +20,6 @@ from pydantic import SecretStr
 from pymongo.database import Database
 
 from config import Settings
-from crawler import logs
 from crawler.errors import AuthRevoked, ConfigError, OverQuota
 from crawler.gmail_crawler import GmailCrawler
 from crawler.oauth import TokenCipher
@@ -164,21 +161,6 @@ def test_tokens_stored_in_plain_are_no_reason_to_refuse(
 
 
 # -- the crawl's log line -------------------------------------------------------------------
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """Every record of the process, as the JSON lines the service writes."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.formatter("json"))
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def crawl_lines(stream: io.StringIO) -> dict[str, dict[str, Any]]:

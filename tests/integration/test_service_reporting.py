@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +16,7 @@ from pydantic import SecretStr
 from redis.exceptions import ClusterDownError, TryAgainError
 
 from config import Settings
-from crawler import airbrake, logs, retry
+from crawler import airbrake, retry
 from crawler.gmail_crawler import GmailCrawler
 from standins.airbrake_receiver import AirbrakeReceiver
 from tests.plugins.crawling import World
@@ -27,21 +26,6 @@ from workers.worker import Worker
 pytestmark = pytest.mark.integration
 
 PDF = b"%PDF-1.4 statement\n" * 100
-
-
-@pytest.fixture
-def log_lines() -> Iterator[io.StringIO]:
-    """Every record of the process, at DEBUG, as the JSON lines the service writes."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.formatter("json"))
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
 
 
 def records(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -82,6 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         gmail = stack.enter_context(FakeGmail())
         plans = _plans(options, servers, mails, gmail, stack)
         runner = Runner(options.work)
+        stack.callback(runner.close)
         for repeat in range(options.repeats):
             print(f"repeat {repeat + 1} of {options.repeats}", flush=True)
             for server, held, new in plans:

@@ -41,6 +41,8 @@ class Job:
     rule: dict[str, object] = field(default_factory=dict)
     # The floor only: per phase, the (uid, part, transfer encoding) of every wanted part.
     wanted: list[list[tuple[int, str, str]]] = field(default_factory=list)
+    # The crawler on S3 only: the environment that points it at its bucket.
+    s3: dict[str, str] = field(default_factory=dict)
 
     def write(self, path: Path) -> Path:
         """Write the job where the contender process reads it (too long for an argument)."""

@@ -24,7 +24,8 @@ from bench.child import Job
 from bench.mailbox import Attachment, Mail
 from bench.proxy import Wire
 from bench.servers import Mailbox, Server
-from bench.verify import Verdict, saved_digests, verify
+from bench.verify import Verdict, bucket_digests, listed_digests, saved_digests, verify
+from standins.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 PHASE_TIMEOUT = 1800.0
@@ -38,6 +39,7 @@ class Contender:
     name: str
     module: str
     rule: dict[str, object] = field(default_factory=dict)
+    blob_store: str = "file"  # the crawler's: "s3" puts its blobs in the runner's fake S3
 
     def wants(self, attachment: Attachment) -> bool:
         """Whether this contender should save `attachment` (the crawler's PDF rule, or all)."""
@@ -46,12 +48,13 @@ class Contender:
 
 
 CRAWLER = Contender("crawler", "bench.contenders.crawler")
+CRAWLER_S3 = Contender("crawler on S3", "bench.contenders.crawler", blob_store="s3")
 CRAWLER_PDF = Contender("crawler (PDF rule)", "bench.contenders.crawler", PDF_RULE)
 NAIVE = Contender("naive design", "bench.baselines.naive")
 IMAP_TOOLS = Contender("imap-tools loop", "bench.baselines.imap_tools_loop")
 MBSYNC = Contender("mbsync + munpack", "bench.baselines.mbsync_munpack")
 FLOOR = Contender("floor", "bench.baselines.floor")
-CONTENDERS = (CRAWLER, CRAWLER_PDF, NAIVE, IMAP_TOOLS, MBSYNC, FLOOR)
+CONTENDERS = (CRAWLER, CRAWLER_S3, CRAWLER_PDF, NAIVE, IMAP_TOOLS, MBSYNC, FLOOR)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class Runner:
 
     work: Path
     progress: Callable[[str], None] = print
+    s3: S3Server | None = None  # for the contenders on S3 (a bucket each run), started by them
     runs: list[Run] = field(default_factory=list)
 
     def run(
@@ -196,13 +200,14 @@ class Runner:
             redis_prefix=f"bench:{uuid.uuid4().hex}:",
             rule=contender.rule,
             wanted=[_wanted(contender, mails, 0), _wanted(contender, new_mail, len(mails))],
+            s3=self._bucket(directory.name) if contender.blob_store == "s3" else {},
         )
         process = ContenderProcess(contender.module, job.write(state / "job.json"), state / "log")
         run = Run(server.name, contender.name, len(mails))
         try:
-            first = self._phase(process, mailbox, contender, mails, directory)
+            first = self._phase(process, mailbox, contender, job, mails)
             mailbox.deliver(new_mail)
-            again = self._phase(process, mailbox, contender, [*mails, *new_mail], directory)
+            again = self._phase(process, mailbox, contender, job, [*mails, *new_mail])
             decoded = sum(a.size for m in new_mail for a in m.attachments if contender.wants(a))
             again = dataclasses.replace(again, decoded=decoded)
             return dataclasses.replace(run, first=first, again=again, peak_rss_kb=process.finish())
@@ -210,13 +215,28 @@ class Runner:
             process.kill()
             return dataclasses.replace(run, error=str(error)[:600])
 
-    @staticmethod
+    def _bucket(self, label: str) -> dict[str, str]:
+        """A new bucket of the fake S3 (started on first use), as a crawler's environment."""
+        if self.s3 is None:
+            self.s3 = S3Server()
+            self.s3.start()
+        bucket = f"bench-{label}"[:63]
+        self.s3.create_bucket(bucket)
+        return self.s3.crawler_env(bucket)
+
+    def close(self) -> None:
+        """Stop the fake S3, if a contender started it."""
+        if self.s3 is not None:
+            self.s3.kill()
+            self.s3 = None
+
     def _phase(
+        self,
         process: ContenderProcess,
         mailbox: Mailbox,
         contender: Contender,
+        job: Job,
         mails: Sequence[Mail],
-        directory: Path,
     ) -> Phase:
         mailbox.reset()
         # Write back what earlier runs and the mailbox's delivery left dirty, so that a
@@ -226,7 +246,13 @@ class Runner:
         wire = mailbox.wire()
         expected = [a for m in mails for a in m.attachments if contender.wants(a)]
         inline = [a for m in mails for a in m.parts if a.inline]
-        saved = saved_digests(directory / "out", directory / "state")
+        state = Path(job.state)
+        if job.s3 and self.s3 is not None:  # read back from the bucket, not the disk
+            saved = listed_digests(
+                bucket_digests(self.s3.client(), job.s3["CRAWLER_S3_BUCKET"]), state
+            )
+        else:
+            saved = saved_digests(Path(job.out), state)
         verdict = verify(expected, inline, saved)
         return Phase(seconds, wire, verdict, sum(a.size for a in expected))
 

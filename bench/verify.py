@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench.child import MANIFEST
 from bench.mailbox import Attachment
@@ -74,22 +75,41 @@ def verify(
 
 
 def saved_digests(out: Path, state: Path) -> Counter[str]:
-    """The sha256 of every attachment a contender saved.
-
-    A contender that stores identical files once lists its attachments in a manifest; each
-    listed digest then needs a file, and a missing one is reported as a digest nobody expected.
-    """
+    """The sha256 of every attachment a contender saved as files in `out`."""
     files = Counter(
         _digest(path)
         for path in (out.rglob("*") if out.exists() else ())
         if path.is_file() and not path.name.endswith(NOT_ATTACHMENTS)
     )
+    return listed_digests(files, state)
+
+
+def bucket_digests(client: Any, bucket: str) -> Counter[str]:
+    """The sha256 of the content of every object in an S3 bucket, read back whole."""
+    digests: Counter[str] = Counter()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"]
+            digest = hashlib.sha256()
+            while chunk := body.read(1 << 20):
+                digest.update(chunk)
+            digests[digest.hexdigest()] += 1
+    return digests
+
+
+def listed_digests(stored: Counter[str], state: Path) -> Counter[str]:
+    """What was saved, given the digests of what is `stored`.
+
+    A contender that stores identical files once lists its attachments in a manifest; each
+    listed digest then needs a stored copy, and a missing one is reported as a digest nobody
+    expected.
+    """
     manifest = state / MANIFEST
     if not manifest.exists():
-        return files
+        return stored
     listed: Counter[str] = Counter(json.loads(manifest.read_text()))
     return Counter(
-        {digest if digest in files else f"no file for {digest}": n for digest, n in listed.items()}
+        {digest if digest in stored else f"no file for {digest}": n for digest, n in listed.items()}
     )
 
 

@@ -1,4 +1,5 @@
-"""`python -m chaos [--long] [--seed N] [--rounds N]`: one chaos run; exit 1 on a violated check."""
+"""`python -m chaos [--long] [--seed N] [--rounds N] [--accounts N] [--blob-store s3|file]`: one
+chaos run; exit 1 on a violated check."""
 
 from __future__ import annotations
 
@@ -20,13 +21,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed of the schedule (default: random)")
     parser.add_argument("--rounds", type=int, help="faults to inject (default: the scenario's)")
     parser.add_argument("--accounts", type=int, help="accounts (default: the scenario's)")
+    parser.add_argument(
+        "--blob-store",
+        choices=["s3", "file"],
+        help="where the workers store blobs (default: s3 for the bounded run, file for --long)",
+    )
     args = parser.parse_args(argv)
     console = Console(highlight=False)
     if redis_server_binary() is None:
         console.print("chaos: redis-server is not installed (apt-get install redis-server)")
         return 2
     scenario = LONG if args.long else BOUNDED
-    changes = {"rounds": args.rounds, "accounts": args.accounts}
+    changes = {"rounds": args.rounds, "accounts": args.accounts, "blob_store": args.blob_store}
     scenario = dataclasses.replace(scenario, **{k: v for k, v in changes.items() if v is not None})
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     result = run(scenario, seed, console)

@@ -14,14 +14,14 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from chaos.deployment import ChaosAccount, Deployment, Proc
 from chaos.injector import Injection, Kind
 from chaos.mail import Key
 from chaos.watcher import EarlyStart, ThrottleWindow
-from crawler.blobs import FileBlobStore
+from crawler.blobs import BlobStore
+from crawler.keys import Keys
 from standins.fakegmail import Fault, FaultKind, SessionSummary
 
 MARGIN = 0.05  # seconds of slack between the ledger's clock and the crawler's timestamps
@@ -57,17 +57,49 @@ def storage(deployment: Deployment) -> tuple[Storage, list[str]]:
     violations += [f"stored but not expected: {key}" for key in extra[:20]]
     violations += [f"stored {n} times: {key}" for key, n in counts.items() if n > 1][:20]
     violations += [f"wrong sha256: {_key(d)}" for d in wrong[:20]]
-    violations += _blobs(deployment.blob_dir, documents)
+    violations += _blobs(deployment.blobs(), documents)
     stored = sum(1 for key in counts if key in expected)
     return Storage(len(expected), stored, duplicated, len(lost), len(wrong)), violations
+
+
+@dataclass(frozen=True)
+class Events:
+    """Attachment events in the stream against the records with a blob."""
+
+    records: int  # attachment records with a blob
+    seen: int  # attachment events in the stream
+    missing: int  # records without an event
+    duplicates: int  # events repeated (same id): allowed, delivery is at least once
+
+
+def events(deployment: Deployment) -> tuple[Events, list[str]]:
+    """Every stored attachment has its event, and every event a record with its sha256."""
+    client, stream = deployment.store_redis(), Keys(deployment.prefix).events
+    sent: dict[str, list[str]] = defaultdict(list)  # record id -> the sha256 of each event
+    entries: Any = client.xrange(stream)  # a run's events: hundreds, far under the cap
+    for _, fields in entries:
+        if fields.get(b"type") == b"attachment":
+            sent[fields[b"id"].decode()].append(fields[b"sha256"].decode())
+    records = {
+        str(d["_id"]): d["sha256"]
+        for d in deployment.db.attachments.find({"blob": {"$ne": None}}, {"sha256": 1})
+    }
+    missing = sorted(set(records) - set(sent))
+    violations = [f"attachment record {record} has no event" for record in missing[:20]]
+    violations += [
+        f"event of {record} names no record, or another sha256"
+        for record, digests in sent.items()
+        if any(digest != records.get(record) for digest in digests)
+    ][:20]
+    seen = sum(len(digests) for digests in sent.values())
+    return Events(len(records), seen, len(missing), seen - len(sent)), violations
 
 
 def _key(document: dict[str, Any]) -> Key:
     return (document["user_uuid"], document["gm_msgid"], document["part"])
 
 
-def _blobs(root: Path, documents: Iterable[dict[str, Any]]) -> list[str]:
-    blobs = FileBlobStore(root)
+def _blobs(blobs: BlobStore, documents: Iterable[dict[str, Any]]) -> list[str]:
     violations = []
     for document in documents:
         blob = document.get("blob")

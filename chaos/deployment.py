@@ -2,7 +2,8 @@
 
 The fake Gmail (behind the run's hostile front, standins/imapfront.py), the fake token endpoint and
 the embedded MongoDB run in this process, so that the injector can reach into them; Redis is a
-`redis-server` of the run's own; `crawler worker` and `crawler monitor` are real processes, as a
+`redis-server` of the run's own, and the blobs go to a directory or to a fake S3 (moto's server,
+a process); `crawler worker` and `crawler monitor` are real processes, as a
 process manager runs them.
 """
 
@@ -26,6 +27,7 @@ from pymongo import MongoClient
 
 from chaos.mail import Truth, corpus
 from chaos.servers import free_port
+from crawler.blobs import BlobStore, FileBlobStore, S3BlobStore
 from crawler.keys import Keys
 from crawler.oauth import TokenCipher
 from standins import tokens
@@ -33,9 +35,11 @@ from standins.embedded_mongo import EmbeddedMongo
 from standins.fakegmail import Account, FakeGmail
 from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from standins.imapfront import ImapProxy
+from standins.s3 import S3Server
 from workers.connections import redis_client
 
 DATABASE = "chaos"
+BUCKET = "chaos-blobs"  # the blobs' bucket, when they go to S3
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 # The crawler's settings for a run: production's proportions, on a scale of seconds, so that
@@ -178,7 +182,7 @@ class Fleet:
 class Deployment:
     """The stand-ins, the accounts in them, the stores' clients and the process fleet."""
 
-    def __init__(self, workdir: Path, redis_url: str, prefix: str) -> None:
+    def __init__(self, workdir: Path, redis_url: str, prefix: str, blob_store: str) -> None:
         self.workdir = workdir
         self.prefix = prefix
         self.keys = Keys(prefix)
@@ -191,6 +195,7 @@ class Deployment:
         self.cipher_key = Fernet.generate_key().decode()
         self.cipher = TokenCipher(self.cipher_key)
         self.blob_dir = workdir / "blobs"
+        self.s3 = S3Server() if blob_store == "s3" else None
         self._stack = ExitStack()
         self.mongo_client: MongoClient[dict[str, Any]] | None = None
         self.redis: redis.Redis | None = None
@@ -205,6 +210,9 @@ class Deployment:
             self.proxy = ImapProxy(self.gmail.port).start()
             self._stack.callback(self.proxy.stop)
             self._stack.enter_context(self.oauth)
+            if self.s3 is not None:
+                self._stack.enter_context(self.s3)
+                self.s3.create_bucket(BUCKET)
             self._stack.callback(self._stop_mongo)
             self.mongo.start()
             self.mongo_client = MongoClient(
@@ -235,6 +243,12 @@ class Deployment:
         if self.proxy is None:
             raise RuntimeError("the deployment is not running")
         return self.proxy
+
+    def blobs(self) -> BlobStore:
+        """The workers' blob store, as the runner reads it."""
+        if self.s3 is None:
+            return FileBlobStore(self.blob_dir)
+        return S3BlobStore(self.s3.client(), BUCKET)
 
     def store_redis(self) -> redis.Redis:
         """The runner's own client of the crawler's Redis."""
@@ -303,6 +317,7 @@ class Deployment:
             "CRAWLER_OAUTH_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
             "CRAWLER_SECRET_KEY": self.cipher_key,
             "CRAWLER_BLOB_DIR": str(self.blob_dir),
+            **(self.s3.crawler_env(BUCKET) if self.s3 is not None else {}),
         }
 
     def _logs(self) -> Path:

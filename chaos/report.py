@@ -16,7 +16,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from chaos.checks import Storage
+from chaos.checks import Events, Storage
 from chaos.injector import Disruption, Injection, Kind
 from chaos.logs import crawl_events
 from chaos.watcher import CrawlMark
@@ -92,10 +92,12 @@ def outcome_table(
     most_sessions: int,
     backoffs: int,
     *,
+    events: Events,
     refused_starts: int,
     violations: int,
 ) -> Table:
-    """Crawls by outcome, attachments expected / stored / duplicated / lost, the checks."""
+    """Crawls by outcome, attachments expected / stored / duplicated / lost, their events,
+    the checks."""
     table = Table(title="Outcome", box=box.MARKDOWN)
     table.add_column("measure")
     table.add_column("value", justify="right")
@@ -110,6 +112,9 @@ def outcome_table(
         ("attachments stored", storage.stored),
         ("attachments duplicated", storage.duplicated),
         ("attachments lost", storage.lost),
+        ("attachment events seen", events.seen),
+        ("attachments stored without an event", events.missing),
+        ("duplicate events (same id, at least once)", events.duplicates),
         ("most sessions of one account at once", most_sessions),
         ("workers refused at start (a store was down), restarted", refused_starts),
         ("violated checks", violations),

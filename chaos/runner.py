@@ -27,6 +27,7 @@ from chaos.servers import RedisServer
 from chaos.watcher import Watcher
 
 PREFIX = "chaos:"
+BLOB_STORES = {"s3": "S3 (moto)", "file": "files"}
 READY_TIMEOUT = 60.0  # seconds for the first workers to heartbeat
 STOP_TIMEOUT = 30.0
 MAX_RECOVERY_ROWS = 15  # more disruptions than this: the summary by kind only
@@ -65,10 +66,11 @@ class Scenario:
     rounds: int  # faults injected
     gap: tuple[float, float]  # seconds between two faults (a range)
     settle: float  # seconds the fleet has to converge once the faults stop
+    blob_store: str  # "s3" (a fake S3, moto's server) or "file"
 
 
-BOUNDED = Scenario("bounded", 12, 1, (3, 6), 3, 40, (0.4, 1.2), 60.0)
-LONG = Scenario("long", 30, 2, (4, 10), 4, 400, (0.4, 1.6), 120.0)
+BOUNDED = Scenario("bounded", 12, 1, (3, 6), 3, 40, (0.4, 1.2), 60.0, "s3")
+LONG = Scenario("long", 30, 2, (4, 10), 4, 400, (0.4, 1.6), 120.0, "file")
 
 
 @dataclass
@@ -82,6 +84,7 @@ class Result:
     tables: str
     workdir: Path
     storage: checks.Storage
+    events: checks.Events
     injected: Counter[Kind] = field(default_factory=Counter)
 
     @property
@@ -106,7 +109,7 @@ def run(scenario: Scenario, seed: int, console: Console, workdir: Path | None = 
     redis_server = RedisServer(workdir / "redis")
     redis_server.start()
     try:
-        deployment = Deployment(workdir, redis_server.url, PREFIX)
+        deployment = Deployment(workdir, redis_server.url, PREFIX, scenario.blob_store)
         with deployment.running():
             steps = _Run(
                 scenario,
@@ -168,6 +171,8 @@ class _Run:
         deployment = self.deployment
         windows, marks, early = self.watcher.snapshot()
         storage, violations = checks.storage(deployment)
+        events, missing_events = checks.events(deployment)
+        violations += missing_events
         most, overlaps = checks.sessions(deployment)
         violations += checks.queues(deployment)
         violations += checks.statuses(deployment)
@@ -190,6 +195,7 @@ class _Run:
                 storage,
                 most,
                 len(windows),
+                events=events,
                 refused_starts=sum(1 for p in procs if checks.refused_start(p)),
                 violations=len(violations),
             ),
@@ -201,7 +207,8 @@ class _Run:
         heading = (
             f"chaos {scenario.name}: seed {self.seed}, {scenario.accounts} accounts "
             f"({scenario.revoked} revoked), {scenario.workers} workers and a monitor, "
-            f"{scenario.rounds} faults, {time.time() - self.started:.0f}s"
+            f"{scenario.rounds} faults, blobs in {BLOB_STORES[scenario.blob_store]}, events on, "
+            f"{time.time() - self.started:.0f}s"
         )
         return Result(
             self.seed,
@@ -211,6 +218,7 @@ class _Run:
             heading + "\n\n" + report.render(tables),
             deployment.workdir,
             storage,
+            events,
             Counter(injection.kind for injection in self.injector.injections),
         )
 

@@ -92,8 +92,26 @@ class Settings(BaseSettings):
         "CRAWLER_SECRET_KEY", SecretStr(""), "Fernet key that encrypts tokens at rest"
     )
     blob_dir: Path = _env("CRAWLER_BLOB_DIR", Path("var/blobs"), "filesystem blob store root")
-    blob_store: Literal["file", "gridfs"] = _env(
-        "CRAWLER_BLOB_STORE", "file", "where attachments go: file (CRAWLER_BLOB_DIR) or gridfs"
+    blob_store: Literal["file", "gridfs", "s3"] = _env(
+        "CRAWLER_BLOB_STORE",
+        "file",
+        "where attachments go: file (CRAWLER_BLOB_DIR), gridfs, or s3 (CRAWLER_S3_BUCKET)",
+    )
+    s3_bucket: str = _env("CRAWLER_S3_BUCKET", "", "S3 bucket of the s3 blob store")
+    s3_prefix: str = _env(
+        "CRAWLER_S3_PREFIX", "", "prefix of every object key in CRAWLER_S3_BUCKET, e.g. `blobs/`"
+    )
+    s3_endpoint_url: str = _env(
+        "CRAWLER_S3_ENDPOINT_URL",
+        "",
+        "S3-compatible endpoint (MinIO, R2, GCS); empty: AWS, region and credentials as boto3 "
+        "finds them (AWS_* variables, profile, instance role)",
+    )
+    events_maxlen: int = _env(
+        "CRAWLER_EVENTS_MAXLEN",
+        100_000,
+        "about how many events the stream `<prefix>events` keeps (XADD MAXLEN ~); 0: no events",
+        ge=0,
     )
     client_id: int | None = _env("CRAWLER_CLIENT_ID", None, "static shard id")
     client_count: int | None = _env("CRAWLER_CLIENT_COUNT", None, "static shard count")

@@ -30,6 +30,7 @@ from crawler.errors import (
     SessionExpired,
     Throttled,
 )
+from crawler.events import Event, EventStream
 from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
 from crawler.identity import message_identity
 from crawler.lease import LeaseLost
@@ -94,6 +95,7 @@ class ImapCrawler:
         rule_tester: type[RuleTester] = RuleTester,
         clock: Callable[[], float] = time.time,
         should_stop: Callable[[], bool] = lambda: False,
+        events: EventStream | None = None,
         **_: Any,
     ) -> None:
         self.account = account
@@ -109,6 +111,8 @@ class ImapCrawler:
         self.tester = rule_tester(self.rules)
         self.clock = clock
         self.should_stop = should_stop
+        self.events = events
+        self.batch_events: list[Event] = []  # the batch's attachment events, sent before its ack
         self.result = CrawlResult()
         self.counted = self.largest_batch = 0  # bytes: see _count_download
         self.session_expired = False  # the server ended a session with its token: a fresh one
@@ -331,9 +335,12 @@ class ImapCrawler:
             self._count_download(session)
 
     def _batch(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
-        """One claimed batch: processed, stored, acknowledged, counted."""
+        """One claimed batch: processed, stored, its events sent, acknowledged, counted."""
         before = replace(self.result)
+        self.batch_events = []
         self._process(session, downloader, batch)
+        if self.events is not None:
+            self.events.publish(self.batch_events)
         self.queue.ack(batch)
         self._record_progress(before, self._download_since(session))
 
@@ -422,15 +429,16 @@ class ImapCrawler:
         # Only the messages that have wanted parts: without X-GM-RAW most of a batch has none.
         identities = {item.uid: message_identity(metas[item.uid]) for item in wanted}
         stored = (
-            self.store.attachment_keys(self.user_uuid, list(set(identities.values())))
+            self.store.stored_attachments(self.user_uuid, list(set(identities.values())))
             if identities
-            else set()
+            else {}
         )
         fresh = []
         for item in wanted:
             key = (identities[item.uid], item.part.part)
             if key in stored:  # kept before, maybe for other rules: only add these rules
                 self.store.add_rule_ids(self.user_uuid, *key, list(item.rule_ids))
+                self._stored_again(stored[key], item.rule_ids)
             else:
                 fresh.append(item)
         for fetched in downloader.download(self._within_cap(metas, fresh)):
@@ -539,7 +547,9 @@ class ImapCrawler:
         warnings = [*fetched.wanted.part.warnings, *fetched.warnings]
         if warnings:
             document["warnings"] = warnings
-        if self.store.save_attachment(document):
+        record_id = self.store.save_attachment(document)
+        if record_id is not None:
+            self._event({**document, "_id": record_id})
             self.result.attachments += 1
             self.result.bytes += fetched.size
             metrics.ATTACHMENTS.inc()
@@ -548,8 +558,18 @@ class ImapCrawler:
     def _save_skipped(self, meta: MessageMeta, item: Wanted, reason: str) -> None:
         document = self._document(meta, item)
         document.update(size=item.part.size, sha256=None, blob=None, skipped=reason)
-        if self.store.save_attachment(document):
+        if self.store.save_attachment(document) is not None:
             self.result.skipped += 1
+
+    def _stored_again(self, record: Mapping[str, Any], rule_ids: Sequence[str]) -> None:
+        """A record met again (a crawl stopped before its batch was acknowledged, new rules, a
+        new UIDVALIDITY): its event goes again, as at least once delivery wants."""
+        if record.get("blob"):
+            self._event({**record, "rule_ids": {*(record.get("rule_ids") or ()), *rule_ids}})
+
+    def _event(self, record: Mapping[str, Any]) -> None:
+        if self.events is not None:
+            self.batch_events.append(self.events.attachment(record))
 
     def _server_at_fault(self, uids: Sequence[int]) -> bool:
         """Whether UIDs none of whose answers could be read are to be retried (the server's

@@ -284,7 +284,7 @@ class _Blob:
         self.recheck = recheck
         self.max_size = max_size
         self.decoder = PartDecoder(item.part.encoding)
-        self.writer = blobs.writer()
+        self.writer = blobs.writer(content_type=item.part.content_type)
         self.size = 0  # decoded bytes that arrived
 
     def feed(self, chunk: bytes) -> list[Fetched]:

@@ -8,6 +8,7 @@ never stops the pass.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import socket
@@ -41,6 +42,7 @@ from crawler.errors import (
     OAuthClientRefused,
     Throttled,
 )
+from crawler.events import EventStream, crawl_event
 from crawler.gmail_crawler import GMAIL_PROVIDERS, GmailCrawler
 from crawler.keys import Keys, check_user_uuid
 from crawler.lease import Lease, LeaseLost
@@ -59,6 +61,7 @@ log = logging.getLogger(__name__)
 REDIS_TIMEOUT = 10.0  # seconds: a Redis that stops answering fails a crawl, never hangs it
 # The states whose `crawl` log line carries the error's type and (scrubbed) message.
 LOGGED_FAILURES = frozenset({State.ERROR, State.AUTH_FAILED, State.THROTTLED})
+EVENT_STATES = LOGGED_FAILURES | {State.IDLE}  # crawl outcomes sent as events
 DEFAULT_CRAWLERS: Mapping[str, type[Any]] = {
     "gmail_oauth": GmailCrawler,
     "g_apps_oauth": GmailCrawler,
@@ -128,6 +131,11 @@ class CrawlIterator:
         if self._blobs is None:
             self._blobs = open_blob_store(self.settings, self.store.db)
         return self._blobs
+
+    @functools.cached_property
+    def events(self) -> EventStream:
+        """The event stream, `<prefix>events`."""
+        return EventStream(self.redis, self.keys, self.settings.events_maxlen, self.blobs.location)
 
     def iterate(self, concurrency: int = 1) -> PassResult:
         """One pass: crawl every due account of this shard once, `concurrency` at a time.
@@ -213,18 +221,15 @@ class CrawlIterator:
             state = self._finish_ok(user_uuid)
         metrics.CRAWLS.labels(state).inc()
         counts = getattr(crawler, "result", None)
-        log.info(
-            "crawl %s",
-            state,
-            extra={
-                "user_uuid": user_uuid,
-                "state": state,
-                "worker": self.worker_id,
-                **failure,
-                **(dataclasses.asdict(counts) if isinstance(counts, CrawlResult) else {}),
-                "duration": round(time.monotonic() - started, 3),
-            },
-        )
+        details = {
+            "worker": self.worker_id,
+            **failure,
+            **(dataclasses.asdict(counts) if isinstance(counts, CrawlResult) else {}),
+            "duration": round(time.monotonic() - started, 3),
+        }
+        log.info("crawl %s", state, extra={"user_uuid": user_uuid, "state": state, **details})
+        if state in EVENT_STATES:
+            self.events.publish([crawl_event(user_uuid, state, self.clock(), details)])
         return state
 
     def _attempts(self, user_uuid: str, crawler: Any, queue: UidQueue) -> Any:
@@ -271,6 +276,7 @@ class CrawlIterator:
             rule_tester=self.rule_tester,
             clock=self.clock,
             should_stop=self.should_stop,
+            events=self.events,
         )
 
     def _rules(self, user_uuid: str) -> list[Rule]:

@@ -69,6 +69,11 @@ class Keys:
         return f"{self.prefix}crawls"
 
     @property
+    def events(self) -> str:
+        """Stream of attachment and crawl events (`crawler.events`)."""
+        return f"{self.prefix}events"
+
+    @property
     def monitor_lock(self) -> str:
         """`SET NX EX` lock so that one monitor acts per interval."""
         return f"{self.prefix}monitor:lock"

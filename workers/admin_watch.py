@@ -220,7 +220,7 @@ def live_view(ops: Operator, interval: float, limit: int) -> None:
     progress = Progress()
     view, problem = snapshot(ops, time.time(), limit), None
     try:
-        with _sigterm_as_ctrl_c():
+        with sigterm_as_ctrl_c():
             if out.is_terminal:
                 with Live(console=out, auto_refresh=False, redirect_stderr=False) as live:
                     while True:
@@ -236,7 +236,7 @@ def live_view(ops: Operator, interval: float, limit: int) -> None:
 
 
 @contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
+def sigterm_as_ctrl_c() -> Iterator[None]:
     """SIGTERM ends the view as Ctrl-C does, so a terminal gets its cursor back."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may handle signals

@@ -49,8 +49,9 @@ MetricsOption = Annotated[
 DISTRIBUTION = "gmail-attachment-crawler"
 STANDINS_EXTRA = f"{DISTRIBUTION}[standins]"
 # The stand-ins' package and what the `standins` extra installs for it (pyproject.toml): lupa is
-# fakeredis's `lua` extra, which runs the crawler's scripts on the embedded Redis.
-STANDINS_MODULES = ("standins", "mongomock", "mockupdb", "fakeredis", "lupa")
+# fakeredis's `lua` extra, which runs the crawler's scripts on the embedded Redis; flask is moto's
+# `server` extra, which serves `fake-s3`.
+STANDINS_MODULES = ("standins", "mongomock", "mockupdb", "fakeredis", "lupa", "moto", "flask")
 
 
 def _print_version(wanted: bool) -> None:
@@ -222,6 +223,22 @@ def fake_directory(
         from standins.fakedirectory import serve
 
     serve(host, port, config)
+
+
+@app.command("fake-s3")
+def fake_s3(
+    port: Annotated[int, typer.Option(help="Port to listen on (0: any free port).")] = 9000,
+    host: HostOption = "127.0.0.1",
+) -> None:
+    """Run a fake S3 (moto's server, a process of its own) for CRAWLER_BLOB_STORE=s3; prints
+    its endpoint (CRAWLER_S3_ENDPOINT_URL) and serves until SIGTERM or Ctrl-C.
+
+    Needs the `standins` extra.
+    """
+    with standins_needed("fake-s3"):
+        from standins.s3 import serve
+
+    serve(host, port)
 
 
 @app.command("embedded-mongo")

@@ -21,9 +21,10 @@ access tokens minted from the domain's key: no refresh token is stored or asked 
 A progress bar per account follows `crawl_status` and the account's UID queue while the workers
 crawl. The clock the crawler sees is simulated: when nothing is left to crawl, it jumps to the end
 of the next backoff, so the throttled account's five-minute backoff passes at once. The fake
-Gmail waits a few milliseconds before each answer, so that the bars move at a visible pace. At the
-end a table shows how each account ended and where the attachments are; the exit code is 0 when
-every account ended as its story says.
+Gmail waits a few milliseconds before each answer, so that the bars move at a visible pace. The
+attachments go to var/demo/blobs, or to the S3 bucket that CRAWLER_BLOB_STORE=s3 configures. At
+the end a table shows how each account ended and where the attachments are, and the event stream
+is tailed; the exit code is 0 when every account ended as its story says.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import json
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
@@ -64,6 +66,7 @@ from standins.fakegmail import FakeGmail, Fault, FaultKind
 from standins.fakeoauth import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, FakeTokenEndpoint
 from workers.admin_context import Operator
 from workers.admin_domains import store_key, sync_domain
+from workers.admin_events import event_lines
 from workers.admin_rules import RuleOptions
 from workers.connections import mongo_client, redis_client, where
 from workers.monitor import Check, Monitor
@@ -77,6 +80,7 @@ SHARDS = 2
 MAX_PASSES = 10
 GMAIL_LATENCY = 0.01  # seconds before each answer of the fake Gmail
 REFRESH_EVERY = 0.1  # seconds between progress updates while the workers crawl
+TAIL_EVENTS = 3  # events the demo prints at the end
 PIPE_WIDTH = 160  # columns of the output when it is not a terminal (a log, CI)
 REDIS_PROBE_TIMEOUT = 1.0  # seconds to wait for the Redis of CRAWLER_REDIS_URL to answer
 TABLE_COLUMNS = (
@@ -263,13 +267,37 @@ def _report(world: _World, console: Console) -> None:
     console.print(world.monitor.summary())
     console.print(
         f"Attachments: {world.blob_count()} distinct files (content-addressed by sha256) in "
-        f"{world.settings.blob_dir.resolve()}; their records were in the embedded MongoDB.",
+        f"{_blobs_place(world.settings)}; their records were in the embedded MongoDB.",
         markup=False,
     )
+    _tail_events(world, console)
     console.print(
         "The crawler's clock was simulated: backoffs passed at once. "
         f"The fake Gmail waited {GMAIL_LATENCY * 1000:.0f} ms before each answer."
     )
+
+
+def _blobs_place(settings: Settings) -> str:
+    """Where the demo's blobs went: the S3 bucket configured, or its directory."""
+    if settings.blob_store == "s3":
+        return f"s3://{settings.s3_bucket}/{settings.s3_prefix} at {settings.s3_endpoint_url}"
+    return str(settings.blob_dir.resolve())
+
+
+def _tail_events(world: _World, console: Console) -> None:
+    """How many events the crawl sent, and the last ones, as `crawler events tail` prints them."""
+    stream = world.keys.events
+    entries: Any = world.redis.xrange(stream)
+    kinds = Counter(fields[b"type"].decode() for _, fields in entries)
+    console.print(
+        f"Events: {kinds['attachment']} attachment events and {kinds['crawl']} crawl events on "
+        f"the Redis Stream {stream}; the last {TAIL_EVENTS}, as `crawler events tail` prints "
+        "them:",
+        markup=False,
+        highlight=False,
+    )
+    for line in event_lines(entries[-TAIL_EVENTS:]):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 @contextmanager
@@ -583,13 +611,20 @@ def _settings(
         oauth_client_secret=DEFAULT_CLIENT_SECRET,
         directory_url=directory.root_url,
         secret_key=Fernet.generate_key().decode(),
-        blob_dir=BLOB_DIR,
-        blob_store="file",
+        **_blob_settings(),
         redis_prefix=f"demo:{uuid.uuid4().hex[:8]}:",
         retry_wait=0.1,
         monitor_interval=1.0,
         fetch_batch=5,  # several batches per account: the bars move, a throttle lands midway
     )
+
+
+def _blob_settings() -> dict[str, Any]:
+    """The S3 bucket that CRAWLER_BLOB_STORE=s3 configures (a local S3 server: MinIO,
+    `crawler fake-s3`), else files under var/demo/blobs."""
+    if load_settings().blob_store == "s3":
+        return {}
+    return {"blob_store": "file", "blob_dir": BLOB_DIR}
 
 
 @contextmanager

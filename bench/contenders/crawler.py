@@ -1,4 +1,5 @@
-"""This crawler: one `CrawlIterator` pass over one account, on mongomock and the real Redis.
+"""This crawler: one `CrawlIterator` pass over one account, on mongomock and the real Redis; its
+blobs in files, or (the job says so) in a bucket of the runner's fake S3.
 
 On the fake Gmail the account is `gmail_oauth` with a valid access token (XOAUTH2); on Dovecot it
 is `imap_password` (LOGIN with an app password). The job's rule is the account's one rule (none
@@ -10,6 +11,7 @@ hide a missing duplicate.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ class Contender:
         self.job = job
         key = Fernet.generate_key().decode()
         self.cipher = TokenCipher(key)
+        os.environ.update(job.s3)  # on S3: CRAWLER_BLOB_STORE, its bucket, endpoint, credentials
         self.settings = Settings(
             imap_host=job.host,
             imap_port=job.port,

@@ -18,6 +18,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
+from crawler.events import RECORD_FIELDS
 from crawler.store.domains import DomainBook
 from crawler.store.status import Document, StatusBook
 
@@ -148,16 +149,16 @@ class Store:
 
     # -- attachments --------------------------------------------------------------------
 
-    def save_attachment(self, document: Mapping[str, Any]) -> bool:
-        """Insert the attachment unless (user_uuid, gm_msgid, part) is stored; True if new.
+    def save_attachment(self, document: Mapping[str, Any]) -> Any | None:
+        """Insert the attachment unless (user_uuid, gm_msgid, part) is stored; its `_id` if new,
+        else None.
 
         The unique index (`ensure_indexes`) refuses a second copy: an insert costs one index
         lookup where an upsert would first search for the key, then insert."""
         try:
-            self.attachments.insert_one(dict(document))
+            return self.attachments.insert_one(dict(document)).inserted_id
         except DuplicateKeyError:  # stored before, or a concurrent crawl of the key won the race
-            return False
-        return True
+            return None
 
     def add_rule_ids(self, user_uuid: str, gm_msgid: Any, part: str, rule_ids: list[str]) -> None:
         """Record that more rules keep an attachment that is already stored."""
@@ -166,13 +167,15 @@ class Store:
             {"$addToSet": {"rule_ids": {"$each": rule_ids}}},
         )
 
-    def attachment_keys(self, user_uuid: str, gm_msgids: list[Any]) -> set[tuple[Any, str]]:
-        """(gm_msgid, part) of the attachments already stored for these messages."""
+    def stored_attachments(
+        self, user_uuid: str, gm_msgids: list[Any]
+    ) -> dict[tuple[Any, str], Document]:
+        """The attachments already stored for these messages, by (gm_msgid, part): the fields
+        of their events."""
         cursor = self.attachments.find(
-            {"user_uuid": user_uuid, "gm_msgid": {"$in": gm_msgids}},
-            {"gm_msgid": 1, "part": 1, "_id": 0},
+            {"user_uuid": user_uuid, "gm_msgid": {"$in": gm_msgids}}, list(RECORD_FIELDS)
         )
-        return {(doc["gm_msgid"], doc["part"]) for doc in cursor}
+        return {(doc["gm_msgid"], doc["part"]): doc for doc in cursor}
 
 
 def _dotted(document: Mapping[str, Any], path: str) -> Any:

@@ -1,9 +1,9 @@
 """The bounded chaos run (`make chaos`) under pytest, so that CI runs it with the suite.
 
-Workers and a monitor run as processes against a private redis-server, the embedded MongoDB and
-the fake Gmail while every kind of fault lands; the run's own checks are the assertions. CI runs
-one fixed seed (a red run is reproducible); locally each run draws a seed (printed either way:
-`python -m chaos --seed N` replays the schedule).
+Workers and a monitor run as processes against a private redis-server, the embedded MongoDB, a
+fake S3 and the fake Gmail while every kind of fault lands; the run's own checks are the
+assertions. CI runs one fixed seed (a red run is reproducible); locally each run draws a seed
+(printed either way: `python -m chaos --seed N` replays the schedule).
 """
 
 import random
@@ -42,4 +42,9 @@ def test_the_bounded_chaos_run_keeps_every_invariant(
     storage = result.storage
     assert storage.stored == storage.expected > 0
     assert (storage.duplicated, storage.lost, storage.wrong) == (0, 0, 0)
+    assert BOUNDED.blob_store == "s3"  # the blobs went to S3 and were read back from it
+    events = result.events
+    assert events.records == storage.stored
+    assert events.missing == 0
+    assert events.seen >= storage.stored
     assert set(result.injected) == set(Kind), "every kind of fault was injected"

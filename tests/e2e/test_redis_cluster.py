@@ -46,7 +46,7 @@ def cluster(tmp_path: Path) -> Iterator[RedisClusterServers]:
 
 @pytest.fixture
 def deployment(cluster: RedisClusterServers, tmp_path: Path) -> Iterator[Deployment]:
-    deployment = Deployment(tmp_path / "deployment", cluster.url, PREFIX)
+    deployment = Deployment(tmp_path / "deployment", cluster.url, PREFIX, "file")
     with deployment.running():
         deployment.add_accounts(ACCOUNTS, revoked=0, per_account=(4, 8), seed=5)
         for account in deployment.accounts:

@@ -10,7 +10,7 @@ import pytest
 from bench import report
 from bench.mailbox import BIG_AT, Mail, mailbox
 from bench.polling import measure as measure_polling
-from bench.runner import CRAWLER, CRAWLER_PDF, FLOOR, MBSYNC, NAIVE, Runner
+from bench.runner import CRAWLER, CRAWLER_PDF, CRAWLER_S3, FLOOR, MBSYNC, NAIVE, Runner
 from bench.servers import DovecotServer, FakeGmailServer
 from standins.fakegmail import FakeGmail
 from tests.plugins.dovecot import Dovecot
@@ -25,8 +25,10 @@ def mails() -> list[Mail]:
 
 
 @pytest.fixture
-def runner(tmp_path: Path, redis_server: object) -> Runner:
-    return Runner(tmp_path / "work", progress=lambda line: None)
+def runner(tmp_path: Path, redis_server: object) -> Iterator[Runner]:
+    runner = Runner(tmp_path / "work", progress=lambda line: None)
+    yield runner
+    runner.close()
 
 
 def new_mail(mails: list[Mail]) -> list[Mail]:
@@ -37,11 +39,11 @@ def test_contenders_on_the_fake_gmail_are_checked_and_counted(
     fake_gmail: FakeGmail, runner: Runner, mails: list[Mail]
 ) -> None:
     server = FakeGmailServer(fake_gmail, 0.0)
-    for number, contender in enumerate((CRAWLER, CRAWLER_PDF, NAIVE, FLOOR)):
+    for number, contender in enumerate((CRAWLER, CRAWLER_S3, CRAWLER_PDF, NAIVE, FLOOR)):
         runner.run(server, contender, mails, new_mail(mails), f"t{number}")
-    crawler, pdfs, naive, floor = runner.runs
+    crawler, on_s3, pdfs, naive, floor = runner.runs
 
-    for run in (crawler, pdfs, floor):
+    for run in (crawler, on_s3, pdfs, floor):
         assert run.first and run.first.verdict.ok, run
         assert run.again and run.again.verdict.ok, run
     assert naive.first and naive.first.verdict.missing == 0
@@ -53,11 +55,13 @@ def test_contenders_on_the_fake_gmail_are_checked_and_counted(
     assert naive.first.wire.commands == 5 + sum(1 for mail in mails if mail.attachments)
     assert crawler.again and crawler.again.wire.commands < crawler.first.wire.commands
     assert 0 < crawler.peak_rss_kb < 300 * 1024
+    assert on_s3.first and on_s3.first.wire.commands == crawler.first.wire.commands
 
     results = report.Results(runs=runner.runs)
     assert report.Results.from_json(results.to_json()) == results
     text = report.document(results, CONTEXT, [])
     assert "| fake Gmail 0 ms (20 msgs) | crawler | ok |" in text
+    assert "| fake Gmail 0 ms (20 msgs) | crawler on S3 | ok |" in text
     assert "| fake Gmail 0 ms | naive design |" in text  # the ratio table
 
 

@@ -236,8 +236,8 @@ class FillingDisk(FileBlobStore):
 
     room: int | None = 2**16
 
-    def writer(self) -> BlobWriter[Any]:
-        writer = super().writer()
+    def writer(self, *, content_type: str = "application/octet-stream") -> BlobWriter[Any]:
+        writer = super().writer(content_type=content_type)
         write = writer.staging.write
 
         def limited(data: bytes) -> None:

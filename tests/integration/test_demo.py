@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from standins.s3 import S3Server
 from tests.conftest import REDIS_URL
 from workers.demo import redis_answers, throttled_cell
 
@@ -162,6 +163,20 @@ def test_the_demo_ends_each_account_as_its_story_says(
     blobs = tmp_path / "var" / "demo" / "blobs"
     assert str(blobs) in result.stdout
     assert any(path.is_file() for path in blobs.rglob("*"))
+    check_events(result.stdout, rows)
+
+
+def check_events(output: str, rows: dict[str, list[str]]) -> None:
+    """An attachment event for each attachment saved, a crawl event for each crawl that ended,
+    and the last events printed as `crawler events tail` prints them."""
+    counts = re.search(r"Events: (\d+) attachment events and (\d+) crawl events", output)
+    assert counts, output
+    assert int(counts[1]) == sum(int(row[SAVED]) for row in rows.values())
+    # five accounts idle at last, bob throttled once on the way, dave auth_failed
+    assert int(counts[2]) == 7
+    tail = [json.loads(line) for line in output.splitlines() if line.startswith('{"stream_id"')]
+    assert len(tail) == 3
+    assert {event["type"] for event in tail} <= {"attachment", "crawl"}
 
 
 def test_an_unusable_redis_url_is_no_reason_for_the_embedded_redis(tmp_path: Path) -> None:
@@ -169,3 +184,24 @@ def test_an_unusable_redis_url_is_no_reason_for_the_embedded_redis(tmp_path: Pat
     assert result.returncode == 1
     assert EMBEDDED not in result.stdout
     assert "CRAWLER_REDIS_URL is not usable" in result.stdout, result.stdout + result.stderr
+
+
+def test_the_demo_stores_in_the_s3_bucket_configured(
+    redis_server: redis.Redis, tmp_path: Path
+) -> None:
+    with S3Server() as s3:
+        s3.create_bucket("demo-blobs")
+        result, _ = run_demo(tmp_path, **s3.crawler_env("demo-blobs"), CRAWLER_S3_PREFIX="demo/")
+        assert result.returncode == 0, result.stdout + result.stderr
+        objects = s3.client().list_objects_v2(Bucket="demo-blobs", Prefix="demo/")
+        keys = [item["Key"] for item in objects.get("Contents", [])]
+
+    said = re.search(
+        r"Attachments: (\d+) distinct files \(content-addressed by sha256\) in (\S+)", result.stdout
+    )
+    assert said, result.stdout
+    assert said[2] == "s3://demo-blobs/demo/"
+    assert len(keys) == int(said[1]) > 0
+    assert all(re.fullmatch(r"demo/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{64}", key) for key in keys)
+    assert not (tmp_path / "var").exists()  # nothing went to the disk
+    check_events(result.stdout, table_rows(result.stdout))

@@ -61,12 +61,16 @@ def test_discovery_reads_only_rules_added_since_last_time(store: Store) -> None:
 def test_attachments_are_stored_once_per_message_part(store: Store) -> None:
     msgid = storable_msgid(2**64 - 1)  # X-GM-MSGID is unsigned 64-bit; BSON ints are signed
     document = {"user_uuid": "a", "gm_msgid": msgid, "part": "2", "filename": "x"}
-    assert store.save_attachment(document) is True
-    assert store.save_attachment({**document, "filename": "changed"}) is False
-    assert store.save_attachment({**document, "part": "2.1"}) is True
+    first = store.save_attachment(document)
+    assert first is not None
+    assert store.save_attachment({**document, "filename": "changed"}) is None
+    assert store.save_attachment({**document, "part": "2.1"}) is not None
     assert store.attachments.count_documents({}) == 2
     assert store.attachments.find_one({"part": "2"})["filename"] == "x"
-    assert store.attachment_keys("a", [msgid, 99]) == {(msgid, "2"), (msgid, "2.1")}
+    stored = store.stored_attachments("a", [msgid, 99])
+    assert set(stored) == {(msgid, "2"), (msgid, "2.1")}
+    assert stored[msgid, "2"]["_id"] == first
+    assert stored[msgid, "2"]["filename"] == "x"
     store.add_rule_ids("a", msgid, "2", ["r1", "r2"])
     store.add_rule_ids("a", msgid, "2", ["r2", "r3"])
     assert sorted(store.attachments.find_one({"part": "2"})["rule_ids"]) == ["r1", "r2", "r3"]

@@ -27,7 +27,7 @@ PRODUCTION = ("config", "crawler", "workers")
 NOT_PRODUCTION = ("workers.demo",)  # `crawler demo` runs on the stand-ins
 EXTRA_LINE = f"pip install '{STANDINS_EXTRA}'"
 # The module a requirement's own extra brings: fakeredis's `lua` is lupa.
-EXTRA_MODULES = {("fakeredis", "lua"): "lupa"}
+EXTRA_MODULES = {("fakeredis", "lua"): "lupa", ("moto", "server"): "flask"}
 
 # None in sys.modules: importing the module fails as if it were not installed.
 BLOCK = """
@@ -88,6 +88,7 @@ STAND_IN_COMMANDS = {
     "fake-directory": ["fake-directory", "--port", "0", "--config", "deploy/dev/oauth.json"],
     "embedded-mongo": ["embedded-mongo", "--port", "0"],
     "embedded-redis": ["embedded-redis", "--port", "0"],
+    "fake-s3": ["fake-s3", "--port", "0"],
 }
 
 
@@ -101,6 +102,8 @@ STAND_IN_COMMANDS = {
         (STAND_IN_COMMANDS["embedded-redis"], "fakeredis"),
         (STAND_IN_COMMANDS["embedded-redis"], "lupa"),  # fakeredis without its `lua` extra
         (STAND_IN_COMMANDS["demo"], "lupa"),
+        (STAND_IN_COMMANDS["fake-s3"], "moto"),
+        (STAND_IN_COMMANDS["fake-s3"], "flask"),  # moto without its `server` extra
     ],
     ids=lambda value: value[0] if isinstance(value, list) else value,
 )

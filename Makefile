@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Unit and integration tests on two pytest-xdist workers (each with its own Dovecot, embedded
+# MongoDB and Redis key prefixes); then the end-to-end tests, whose processes time and measure
+# themselves, one at a time.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 tests/unit tests/integration
+	$(BIN)/python -m pytest tests/e2e
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

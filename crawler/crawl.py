@@ -149,7 +149,7 @@ class ImapCrawler:
         session = self._connect()
         try:
             self._authenticate(session)
-            mailbox = session.examine(self._folder(session))
+            mailbox = self._examine(session)
             self._examined(mailbox)
             self._check_uidvalidity(mailbox)
         except BaseException:
@@ -204,6 +204,10 @@ class ImapCrawler:
         if self.cipher is None:
             raise ConfigError(MISSING_KEY)
         return self.cipher
+
+    def _examine(self, session: ImapSession) -> Mailbox:
+        """EXAMINE the account's folder."""
+        return session.examine(self._folder(session))
 
     def _folder(self, session: ImapSession) -> str:
         folder = self.account.get("folder", "INBOX")

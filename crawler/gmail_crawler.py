@@ -12,6 +12,7 @@ identity.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import suppress
 from typing import Any, NoReturn
 
 from crawler.crawl import ImapCrawler
@@ -23,6 +24,7 @@ from crawler.errors import (
     ConfigError,
     DomainRefused,
     FreshTokenRefused,
+    ProtocolError,
     WebLoginRequired,
 )
 from crawler.gmail.session import ImapSession, Mailbox
@@ -123,8 +125,22 @@ class GmailCrawler(ImapCrawler):
             raise DomainRefused(name, str(refused.get("message")), float(refused["until"]))
         return domain
 
-    def _folder(self, session: ImapSession) -> str:
-        return session.all_mail()
+    def _examine(self, session: ImapSession) -> Mailbox:
+        """EXAMINE All Mail under the name it had last time, without a LIST; LIST when that
+        name is gone (renamed with Gmail's language, hidden from IMAP) or names a folder of
+        another UIDVALIDITY (another folder took it), and remember the name LIST gives."""
+        known, mailbox = self.status.get("all_mail"), None
+        if isinstance(known, str) and known:
+            with suppress(ProtocolError):  # NO: no such folder any more
+                mailbox = session.examine(known)
+            if mailbox is not None and mailbox.uidvalidity == self.status.get("uidvalidity"):
+                return mailbox
+        name = session.all_mail()
+        if name == known and mailbox is not None:  # All Mail's own UIDVALIDITY changed
+            return mailbox
+        self.status["all_mail"] = name
+        self.store.statuses.recorded(self.user_uuid, all_mail=name)
+        return session.examine(name)
 
     def _search_query(self, rule: Rule) -> str | None:
         return rule.search_query

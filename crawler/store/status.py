@@ -101,6 +101,7 @@ class CrawlStatus(TypedDict, total=False):
     failed_uids: list[dict[str, Any]]  # UIDs (and parts) that failed alone, the newest last
     suspect_uids: dict[str, Any] | None  # UIDs no answer could be read for, crawls in a row
     folder_warning: str | None  # the folder may be cut short by the account's IMAP settings
+    all_mail: str  # the name All Mail had when last listed (Gmail), so a crawl need not LIST
     auth_refusals: int  # Gmail refused a token just issued, this many logins in a row
     downloaded: dict[str, int]  # bytes received from the server by hour (epoch seconds)
 
@@ -307,8 +308,8 @@ class StatusBook:
 
     def recorded(self, user_uuid: str, **fields: Any) -> None:
         """The crawl's way through the mailbox: `uidvalidity`, `last_uid`, `rules_seen`,
-        `pending_uid`, `pending_rules`, `suspect_uids`, `folder_warning`, `auth_refusals`;
-        never the state."""
+        `pending_uid`, `pending_rules`, `suspect_uids`, `folder_warning`, `all_mail`,
+        `auth_refusals`; never the state."""
         unknown = set(fields) - _WAY
         if unknown:
             raise ValueError(f"not a field a crawl records on its way: {sorted(unknown)}")
@@ -383,6 +384,7 @@ _WAY = frozenset(
         "pending_rules",
         "suspect_uids",
         "folder_warning",
+        "all_mail",
         "auth_refusals",
     }
 )

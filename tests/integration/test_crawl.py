@@ -77,18 +77,53 @@ def test_a_crawl_stores_every_attachment_once(world: World) -> None:
     assert status["totals"]["bytes"] == sum(size for *_, size in expected(attachments))
 
 
-def test_a_recrawl_with_no_new_mail_costs_four_commands_and_no_body(world: World) -> None:
+def test_a_recrawl_with_no_new_mail_costs_two_commands_after_login_and_no_body(
+    world: World,
+) -> None:
     world.add_account(EMAIL, "u1")
     world.db.rules.insert_many([{"user_uuid": "u1", "query": f"from:sender{n}"} for n in range(5)])
     deliver(world, files(2))
     world.iterate()
+    assert world.status("u1")["all_mail"] == "[Gmail]/All Mail"  # the name LIST gave
     world.gmail.ledger.reset()
 
     world.make_due("u1")
     assert world.iterate().outcomes == {"u1": "idle"}
 
-    assert after_login(world) == ["ID", "LIST", "EXAMINE", "LOGOUT"]  # ID: once, as Google asks
+    # ID: once, as Google asks; no LIST: All Mail is examined under the name it had
+    assert after_login(world) == ["ID", "EXAMINE", "LOGOUT"]
     assert not any(b"BODY" in line for line in world.gmail.ledger.lines)
+
+
+def test_all_mail_renamed_since_the_last_crawl_is_listed_again(world: World) -> None:
+    account = world.add_account(EMAIL, "u1")
+    deliver(world, files(1))
+    world.iterate()
+    account.all_mail_name = "[Gmail]/Tous les messages"  # the account's language changed
+    deliver(world, files(1, start=1))
+    world.gmail.ledger.reset()
+
+    world.make_due("u1")
+    assert world.iterate().outcomes == {"u1": "idle"}
+
+    assert after_login(world)[:4] == ["ID", "EXAMINE", "LIST", "EXAMINE"]
+    assert world.status("u1")["all_mail"] == "[Gmail]/Tous les messages"
+    assert saved(world) == expected(files(2))
+    world.gmail.ledger.reset()
+    world.make_due("u1")
+    world.iterate()
+    assert after_login(world) == ["ID", "EXAMINE", "LOGOUT"]
+
+
+def test_all_mail_hidden_since_the_last_crawl_is_an_error_that_says_so(world: World) -> None:
+    account = world.add_account(EMAIL, "u1")
+    deliver(world, files(1))
+    world.iterate()
+    account.hide_all_mail = True
+
+    world.make_due("u1")
+    assert world.iterate().outcomes == {"u1": "error"}
+    assert "Show in IMAP" in world.status("u1")["last_error"]["message"]
 
 
 def test_the_capabilities_gmail_sends_after_login_are_not_asked_for_again(world: World) -> None:

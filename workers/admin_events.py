@@ -47,11 +47,11 @@ def tail(
     with operator(redis_url=redis_url) as ops, sigterm_as_ctrl_c():
         stream = ops.keys.events
         reader = (
-            _GroupReader(
+            GroupReader(
                 ops.redis, stream, group, consumer or f"{socket.gethostname()}:{os.getpid()}"
             )
             if group
-            else _Reader(ops.redis, stream)
+            else StreamReader(ops.redis, stream)
         )
         try:
             reader.done(_print(reader.first(count)))
@@ -61,7 +61,7 @@ def tail(
             return
 
 
-class _Reader:
+class StreamReader:
     """Reads the stream by ids: the last events, then those after the last one read."""
 
     def __init__(self, client: redis.Redis, stream: str) -> None:
@@ -89,7 +89,7 @@ class _Reader:
         """Nothing to acknowledge without a group."""
 
 
-class _GroupReader:
+class GroupReader:
     """Reads as a member of a consumer group, acknowledging what it printed."""
 
     def __init__(self, client: redis.Redis, stream: str, group: str, consumer: str) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import redis
@@ -16,6 +15,7 @@ import redis
 from crawler.events import EventStream
 from tests.integration.test_cli_watch import DEADLINE, Output
 from tests.plugins.admin import ENTRY, Admin
+from workers.admin_events import StreamReader, event_lines
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +82,14 @@ def test_follow_prints_new_events_until_sigterm(admin: Admin, redis_server: redi
     assert printed(output.text) == ["old.pdf", "new.pdf"]
 
 
-def test_follow_of_a_stream_not_yet_made_prints_its_first_events(
+def test_a_reader_of_a_stream_not_yet_made_gets_its_first_events(
     admin: Admin, redis_server: redis.Redis
 ) -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", ENTRY, "events", "tail", "--follow"],
-        stdout=subprocess.PIPE,
-        env=os.environ | admin.env,
-        cwd=admin.cwd,
-    ) as process:
-        assert process.stdout is not None
-        output = Output(process.stdout)
-        time.sleep(1.5)  # the reader is waiting on a stream that does not exist yet
-        add(admin, redis_server, "first.pdf", "second.pdf")
-        output.wait_for(lambda text: "second.pdf" in text)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=DEADLINE) == 0
-        output.finish()
-    assert printed(output.text) == ["first.pdf", "second.pdf"]
+    reader = StreamReader(redis_server, admin.keys.events)
+    assert reader.first(10) == []  # no stream yet: --follow waits for one
+    assert reader.next(10) == []  # a blocking read that ends empty
+
+    add(admin, redis_server, "first.pdf", "second.pdf")
+
+    assert printed("\n".join(event_lines(reader.next(10)))) == ["first.pdf", "second.pdf"]
+    assert reader.next(10) == []

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from standins.embedded_mongo import EmbeddedMongo
 from standins.fakegmail import FakeGmail
-from tests.e2e.test_service import Service
+from tests.e2e.test_service import Service, running_service
 from tests.plugins.fakes import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -23,17 +22,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 @pytest.fixture
 def service(fake_gmail: FakeGmail, redis_prefix: str, tmp_path: Path) -> Iterator[Service]:
-    with EmbeddedMongo() as mongo:
-        deployment = Service(mongo, fake_gmail, redis_prefix, tmp_path)
+    with running_service(fake_gmail, redis_prefix, tmp_path) as deployment:
         deployment.env["CRAWLER_LOG_FORMAT"] = "json"
-        try:
-            yield deployment
-        finally:
-            for process in deployment.processes:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-            deployment.client.close()
+        yield deployment
 
 
 def metrics_port(service: Service, process: subprocess.Popen[bytes]) -> int:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +103,11 @@ class Service:
             process.wait(timeout=30)
 
 
-@pytest.fixture
-def service(fake_gmail: FakeGmail, redis_prefix: str, tmp_path: Path) -> Iterator[Service]:
+@contextmanager
+def running_service(gmail: FakeGmail, prefix: str, tmp_path: Path) -> Iterator[Service]:
+    """A deployment on an embedded MongoDB; its processes killed and its client closed after."""
     with EmbeddedMongo() as mongo:
-        deployment = Service(mongo, fake_gmail, redis_prefix, tmp_path)
+        deployment = Service(mongo, gmail, prefix, tmp_path)
         try:
             yield deployment
         finally:
@@ -114,6 +116,12 @@ def service(fake_gmail: FakeGmail, redis_prefix: str, tmp_path: Path) -> Iterato
                     process.kill()
                     process.wait()
             deployment.client.close()
+
+
+@pytest.fixture
+def service(fake_gmail: FakeGmail, redis_prefix: str, tmp_path: Path) -> Iterator[Service]:
+    with running_service(fake_gmail, redis_prefix, tmp_path) as deployment:
+        yield deployment
 
 
 def assert_exactly_once(service: Service) -> None:

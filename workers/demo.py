@@ -600,7 +600,7 @@ def _settings(
     mongo: EmbeddedMongo,
     redis_url: str | None,
 ) -> Settings:
-    return load_settings(
+    settings = load_settings(
         redis_url=redis_url,  # None: the one CRAWLER_REDIS_URL names
         mongodb_url=f"{mongo.uri}/{DATABASE}",
         imap_host="127.0.0.1",
@@ -611,20 +611,16 @@ def _settings(
         oauth_client_secret=DEFAULT_CLIENT_SECRET,
         directory_url=directory.root_url,
         secret_key=Fernet.generate_key().decode(),
-        **_blob_settings(),
         redis_prefix=f"demo:{uuid.uuid4().hex[:8]}:",
         retry_wait=0.1,
         monitor_interval=1.0,
         fetch_batch=5,  # several batches per account: the bars move, a throttle lands midway
     )
-
-
-def _blob_settings() -> dict[str, Any]:
-    """The S3 bucket that CRAWLER_BLOB_STORE=s3 configures (a local S3 server: MinIO,
-    `crawler fake-s3`), else files under var/demo/blobs."""
-    if load_settings().blob_store == "s3":
-        return {}
-    return {"blob_store": "file", "blob_dir": BLOB_DIR}
+    # The S3 bucket that CRAWLER_BLOB_STORE=s3 configures (a local S3 server: MinIO,
+    # `crawler fake-s3`), else files under var/demo/blobs.
+    if settings.blob_store == "s3":
+        return settings
+    return settings.model_copy(update={"blob_store": "file", "blob_dir": BLOB_DIR})
 
 
 @contextmanager

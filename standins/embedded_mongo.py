@@ -17,8 +17,11 @@ import logging
 import socket
 import socketserver
 import struct
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 from mockupdb import OP_MSG, OP_MSG_FLAGS, OP_QUERY, OpMsg, OpQuery
@@ -148,3 +151,31 @@ def serve(host: str, port: int) -> None:
     with stop_requested() as stopping, EmbeddedMongo(host, port) as server:
         print(server.uri, flush=True)
         stopping.wait()
+
+
+STOP_TIMEOUT = 5.0  # seconds for a stand-in process to end on SIGTERM before it is killed
+
+
+@contextmanager
+def embedded_mongo_process(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The stand-in in a process of its own, as a MongoDB server is to the processes that use
+    it: their commands cross a socket, and its work is not done on their interpreter. Yields
+    its URI; ends it (SIGTERM, then SIGKILL if it lingers) when the block ends."""
+    with subprocess.Popen(  # noqa: S603  # this Python, this module
+        [sys.executable, "-c", f"from {__name__} import serve; serve({host!r}, {port})"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            uri = process.stdout.readline().strip()  # printed once it listens
+            if not uri:
+                raise RuntimeError("the embedded MongoDB process did not start")
+            yield uri
+        finally:
+            process.terminate()
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -31,6 +31,8 @@ from pymongo.database import Database
 from pymongo.errors import CollectionInvalid, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.results import UpdateResult
 
+from standins.mongo_index import IndexedCollection, Plan, indexed_client
+
 logger = logging.getLogger(__name__)
 
 Document = dict[str, Any]
@@ -535,13 +537,13 @@ class MongoCommandExecutor:
     """Runs MongoDB commands against one in-memory mongomock server, one command at a time."""
 
     def __init__(self) -> None:
-        self._client: mongomock.MongoClient[Document] = mongomock.MongoClient()
+        self._client: mongomock.MongoClient[Document] = indexed_client()
         self._lock = threading.Lock()
         self._cursors = CursorRegistry()
         self._retried = RetriedWrites()
         self._commands = self._command_table()
         # mongomock builds a Collection on every lookup; its own accesses are stable across drops.
-        self._collections: dict[tuple[str, str], MongoCollection] = {}
+        self._collections: dict[tuple[str, str], IndexedCollection] = {}
 
     def execute(self, invocation: Invocation) -> Document:
         """The reply document to one command, an error document when it fails."""
@@ -591,6 +593,7 @@ class MongoCommandExecutor:
                     | {"noCursorTimeout", "allowPartialResults"}
                 ),
             ),
+            "explain": CommandSpec(self._explain, frozenset({"verbosity"})),
             "getMore": CommandSpec(self._get_more, frozenset({"collection", "batchSize"})),
             "killCursors": CommandSpec(self._kill_cursors, frozenset({"cursors"})),
             "count": CommandSpec(self._count, frozenset({"query", "limit", "skip"})),
@@ -613,14 +616,18 @@ class MongoCommandExecutor:
     def _database(self, invocation: Invocation) -> MongoDatabase:
         return self._client[invocation.database]
 
-    def _collection(self, invocation: Invocation) -> MongoCollection:
+    def _collection(self, invocation: Invocation) -> IndexedCollection:
         name = invocation.target
         if not isinstance(name, str) or not name:
             message = f"collection name has invalid type {type(name).__name__}"
             raise CommandError(INVALID_NAMESPACE, message)
         key = (invocation.database, name)
         if key not in self._collections:
-            self._collections[key] = self._database(invocation)[name]
+            database = self._database(invocation)
+            with mongomock_errors():
+                self._collections[key] = IndexedCollection(
+                    database, name=name, _db_store=database._store
+                )
         return self._collections[key]
 
     # -- handshake and sessions
@@ -690,14 +697,12 @@ class MongoCommandExecutor:
         limit = int(command.get("limit") or 0)
         projection = command.get("projection") or None
         with mongomock_errors():
-            documents = list(
-                collection.find(
-                    _mapping(command.get("filter") or {}, "filter"),
-                    projection,
-                    skip=int(command.get("skip") or 0),
-                    limit=abs(limit),
-                    sort=_sort(command.get("sort")),
-                )
+            documents = collection.query(
+                _mapping(command.get("filter") or {}, "filter"),
+                projection,
+                sort=_sort(command.get("sort")),
+                skip=int(command.get("skip") or 0),
+                limit=abs(limit),
             )
         # A negative limit is the legacy spelling of "this many, in one batch".
         single_batch = bool(command.get("singleBatch")) or limit < 0
@@ -705,6 +710,16 @@ class MongoCommandExecutor:
         return self._cursors.open(
             invocation.namespace, documents, batch_size, single_batch=single_batch
         )
+
+    def _explain(self, invocation: Invocation) -> Document:
+        """The plan a query would be read with: an index scan, or the whole collection."""
+        explained = Invocation(
+            invocation.database, _mapping(invocation.target, "explain"), invocation.connection_id
+        )
+        query, sort = _explained_query(explained)
+        chosen = self._collection(explained).plan(query, sort)
+        planner = {"namespace": explained.namespace, "winningPlan": _winning_plan(chosen)}
+        return {"queryPlanner": planner, "ok": 1.0}
 
     def _get_more(self, invocation: Invocation) -> Document:
         batch_size = _batch_size(invocation.command.get("batchSize"))
@@ -807,6 +822,45 @@ class MongoCommandExecutor:
     def _drop_database(self, invocation: Invocation) -> Document:
         self._client.drop_database(invocation.database)
         return {"dropped": invocation.database, "ok": 1.0}
+
+
+EXPLAINED_FILTERS = {
+    "find": "filter",
+    "count": "query",
+    "distinct": "query",
+    "findAndModify": "query",
+}
+EXPLAINED_STATEMENTS = {"update": "updates", "delete": "deletes"}
+
+
+def _explained_query(explained: Invocation) -> tuple[Mapping[str, Any], Any]:
+    """The filter and sort of the command that `explain` describes."""
+    command = explained.command
+    if explained.name in EXPLAINED_FILTERS:
+        query = command.get(EXPLAINED_FILTERS[explained.name]) or {}
+    elif explained.name in EXPLAINED_STATEMENTS:
+        statements = _sequence(command.get(EXPLAINED_STATEMENTS[explained.name]), "statements")
+        if len(statements) != 1:
+            raise CommandError(BAD_VALUE, "explain takes exactly one write statement")
+        query = _mapping(statements[0], "statement").get("q") or {}
+    else:
+        message = f"explain of {explained.name!r} is not supported by the embedded MongoDB stand-in"
+        raise CommandError(NOT_IMPLEMENTED, message)
+    return _mapping(query, "filter"), _sort(command.get("sort"))
+
+
+def _winning_plan(chosen: Plan | None) -> Document:
+    """MongoDB's shape of a plan: FETCH over IXSCAN of an index, or COLLSCAN."""
+    if chosen is None:
+        return {"stage": "COLLSCAN", "direction": "forward"}
+    index = chosen.index
+    scan = {
+        "stage": "IXSCAN",
+        "indexName": index.name,
+        "keyPattern": dict(zip(index.fields, index.directions, strict=True)),
+        "direction": "backward" if chosen.order == -1 else "forward",
+    }
+    return {"stage": "FETCH", "inputStage": scan}
 
 
 def _ok(invocation: Invocation) -> Document:

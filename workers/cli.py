@@ -51,7 +51,16 @@ STANDINS_EXTRA = f"{DISTRIBUTION}[standins]"
 # The stand-ins' package and what the `standins` extra installs for it (pyproject.toml): lupa is
 # fakeredis's `lua` extra, which runs the crawler's scripts on the embedded Redis; flask is moto's
 # `server` extra, which serves `fake-s3`.
-STANDINS_MODULES = ("standins", "mongomock", "mockupdb", "fakeredis", "lupa", "moto", "flask")
+STANDINS_MODULES = (
+    "standins",
+    "mongomock",
+    "mockupdb",
+    "sortedcontainers",
+    "fakeredis",
+    "lupa",
+    "moto",
+    "flask",
+)
 
 
 def _print_version(wanted: bool) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import signal
 import socket
 import struct
 import subprocess
@@ -23,7 +22,7 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 from pymongo.write_concern import WriteConcern
 
-from standins.embedded_mongo import EmbeddedMongo
+from standins.embedded_mongo import EmbeddedMongo, embedded_mongo_process
 from standins.mongo_commands import CURSOR_NOT_FOUND, CommandError, CursorRegistry
 
 pytestmark = pytest.mark.integration
@@ -46,7 +45,6 @@ notes.insert_one({"by": "B", "saw": seen})
 notes.update_many({"by": "A"}, {"$set": {"read_by": "B"}})
 client.close()
 """
-SERVE = "from standins.embedded_mongo import serve; serve('127.0.0.1', 0)"
 
 
 @pytest.fixture
@@ -251,20 +249,27 @@ def test_stop_closes_the_port() -> None:
     client.close()
 
 
-def test_serve_runs_until_sigterm() -> None:
-    with subprocess.Popen(
-        [sys.executable, "-c", SERVE], stdout=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            assert process.stdout is not None
-            uri = process.stdout.readline().strip()
-            assert uri.startswith("mongodb://127.0.0.1:")
-            client: Client = pymongo.MongoClient(uri)
-            assert client.admin.command("ping")["ok"] == 1
-            client.close()
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(timeout=10) == 0
-            assert not port_is_open(int(uri.rsplit(":", 1)[1]))
-        finally:
-            if process.poll() is None:
-                process.kill()
+def test_a_stand_in_process_serves_until_it_is_ended() -> None:
+    with embedded_mongo_process() as uri:
+        assert uri.startswith("mongodb://127.0.0.1:")
+        client: Client = pymongo.MongoClient(uri)
+        assert client.admin.command("ping")["ok"] == 1
+        client.close()
+    assert not port_is_open(int(uri.rsplit(":", 1)[1]))
+
+
+def test_explain_names_the_index_a_query_is_read_with(db: Db) -> None:
+    db.items.create_index([("user", 1), ("at", 1)])
+    db.items.insert_many([{"user": f"u{n % 7}", "at": n} for n in range(50)])
+
+    def plan(command: dict[str, Any]) -> Any:
+        return db.command("explain", {**command})["queryPlanner"]["winningPlan"]
+
+    read = plan({"find": "items", "filter": {"user": "u1", "at": {"$gt": 10}}})
+    assert read["inputStage"]["stage"] == "IXSCAN"
+    assert read["inputStage"]["indexName"] == "user_1_at_1"
+    assert plan({"find": "items", "filter": {"at": 3}})["stage"] == "COLLSCAN"
+    statement = {"q": {"user": "u2"}, "u": {"$set": {"seen": True}}}
+    assert plan({"update": "items", "updates": [statement]})["stage"] == "FETCH"
+    with pytest.raises(OperationFailure, match="not supported"):
+        db.command("explain", {"aggregate": "items", "pipeline": [], "cursor": {}})

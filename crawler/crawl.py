@@ -113,6 +113,7 @@ class ImapCrawler:
         self.should_stop = should_stop
         self.events = events
         self.batch_events: list[Event] = []  # the batch's attachment events, sent before its ack
+        self.batch_records: list[dict[str, Any]] = []  # its records, written at its end
         self.result = CrawlResult()
         self.counted = self.largest_batch = 0  # bytes: see _count_download
         self.session_expired = False  # the server ended a session with its token: a fresh one
@@ -341,7 +342,7 @@ class ImapCrawler:
     def _batch(self, session: ImapSession, downloader: Downloader, batch: list[int]) -> None:
         """One claimed batch: processed, stored, its events sent, acknowledged, counted."""
         before = replace(self.result)
-        self.batch_events = []
+        self.batch_events, self.batch_records = [], []
         self._process(session, downloader, batch)
         if self.events is not None:
             self.events.publish(self.batch_events)
@@ -437,11 +438,11 @@ class ImapCrawler:
             if identities
             else {}
         )
-        fresh = []
+        fresh, again = [], []
         for item in wanted:
             key = (identities[item.uid], item.part.part)
             if key in stored:  # kept before, maybe for other rules: only add these rules
-                self.store.add_rule_ids(self.user_uuid, *key, list(item.rule_ids))
+                again.append((*key, item.rule_ids))
                 self._stored_again(stored[key], item.rule_ids)
             else:
                 fresh.append(item)
@@ -452,6 +453,8 @@ class ImapCrawler:
                 self._save_skipped(meta, replace(fetched.wanted, part=arrived), fetched.skipped)
             else:
                 self._save(meta, fetched)
+        self.store.add_rule_ids_many(self.user_uuid, again)
+        self._store_records()
 
     def _metadata(self, session: ImapSession, batch: list[int]) -> dict[int, MessageMeta]:
         """The batch's metadata in one UID FETCH; one UID at a time if need be."""
@@ -546,24 +549,37 @@ class ImapCrawler:
         }
 
     def _save(self, meta: MessageMeta, fetched: Fetched) -> None:
+        """The record of a stored part, written with the batch's others (`_store_records`)."""
         document = self._document(meta, fetched.wanted)
         document.update(size=fetched.size, sha256=fetched.sha256, blob=fetched.blob)
         warnings = [*fetched.wanted.part.warnings, *fetched.warnings]
         if warnings:
             document["warnings"] = warnings
-        record_id = self.store.save_attachment(document)
-        if record_id is not None:
-            self._event({**document, "_id": record_id})
-            self.result.attachments += 1
-            self.result.bytes += fetched.size
-            metrics.ATTACHMENTS.inc()
-            metrics.ATTACHMENT_BYTES.inc(fetched.size)
+        self.batch_records.append(document)
 
     def _save_skipped(self, meta: MessageMeta, item: Wanted, reason: str) -> None:
+        """The record of a skipped part, written with the batch's others (`_store_records`)."""
         document = self._document(meta, item)
         document.update(size=item.part.size, sha256=None, blob=None, skipped=reason)
-        if self.store.save_attachment(document) is not None:
-            self.result.skipped += 1
+        self.batch_records.append(document)
+
+    def _store_records(self) -> None:
+        """Write the batch's records in one round trip, once its parts are downloaded, and
+        count those that are new: the batch is acknowledged only after, so a crawl that stops
+        before takes it again, and the unique key keeps a record from being written twice.
+        Each new record with a blob has its event."""
+        record_ids = self.store.save_attachments(self.batch_records)
+        for document, record_id in zip(self.batch_records, record_ids, strict=True):
+            if record_id is None:  # stored before, or earlier in the batch
+                continue
+            if "skipped" in document:
+                self.result.skipped += 1
+                continue
+            self._event({**document, "_id": record_id})
+            self.result.attachments += 1
+            self.result.bytes += document["size"]
+            metrics.ATTACHMENTS.inc()
+            metrics.ATTACHMENT_BYTES.inc(document["size"])
 
     def _stored_again(self, record: Mapping[str, Any], rule_ids: Sequence[str]) -> None:
         """A record met again (a crawl stopped before its batch was acknowledged, new rules, a

@@ -10,13 +10,13 @@ embedded stand-in and on a real MongoDB.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateMany
 from pymongo.database import Database
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from crawler.events import RECORD_FIELDS
 from crawler.store.domains import DomainBook
@@ -31,6 +31,8 @@ ENCRYPTED_ACCOUNT_FIELDS = ("oauth.refresh_token", "oauth.access_token", "passwo
 ENCRYPTED_DOMAIN_FIELD = "key"
 CIPHERTEXT_START = "gAAAAA"
 _CIPHERTEXT = {"$regex": f"^{CIPHERTEXT_START}"}
+# The codes of a write error that pymongo raises as DuplicateKeyError.
+DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 
 
 def stable_hash(user_uuid: str) -> int:
@@ -149,22 +151,46 @@ class Store:
 
     # -- attachments --------------------------------------------------------------------
 
-    def save_attachment(self, document: Mapping[str, Any]) -> Any | None:
-        """Insert the attachment unless (user_uuid, gm_msgid, part) is stored; its `_id` if new,
-        else None.
+    def save_attachments(self, documents: Sequence[Mapping[str, Any]]) -> list[Any | None]:
+        """Insert, in one unordered write, the attachments whose (user_uuid, gm_msgid, part) is
+        not stored; for each document in order, its `_id` if new, else None.
 
-        The unique index (`ensure_indexes`) refuses a second copy: an insert costs one index
-        lookup where an upsert would first search for the key, then insert."""
+        The unique index (`ensure_indexes`) refuses a second copy, whether stored before, won
+        by a concurrent crawl or met earlier in `documents`: an insert costs one index lookup
+        where an upsert would first search for the key, then insert. Any other error raises."""
+        if not documents:
+            return []
+        copies = [{"_id": ObjectId(), **document} for document in documents]
+        refused: set[int] = set()
         try:
-            return self.attachments.insert_one(dict(document)).inserted_id
-        except DuplicateKeyError:  # stored before, or a concurrent crawl of the key won the race
-            return None
+            self.attachments.insert_many(copies, ordered=False)
+        except BulkWriteError as error:
+            errors = error.details.get("writeErrors") or []
+            others = [e for e in errors if e.get("code") not in DUPLICATE_KEY_CODES]
+            if others or error.details.get("writeConcernErrors"):
+                raise
+            refused = {e["index"] for e in errors}
+        return [None if n in refused else copy["_id"] for n, copy in enumerate(copies)]
 
-    def add_rule_ids(self, user_uuid: str, gm_msgid: Any, part: str, rule_ids: list[str]) -> None:
-        """Record that more rules keep an attachment that is already stored."""
-        self.attachments.update_one(
-            {"user_uuid": user_uuid, "gm_msgid": gm_msgid, "part": part},
-            {"$addToSet": {"rule_ids": {"$each": rule_ids}}},
+    def add_rule_ids_many(
+        self, user_uuid: str, additions: Sequence[tuple[Any, str, Sequence[str]]]
+    ) -> None:
+        """Record, in one unordered write, that more rules keep attachments already stored:
+        `additions` holds (gm_msgid, part, rule_ids).
+
+        UpdateMany, though the unique key matches one record at most: mongomock's bulk_write
+        refuses pymongo's UpdateOne (it passes `sort=` since pymongo 4.10)."""
+        if not additions:
+            return
+        self.attachments.bulk_write(
+            [
+                UpdateMany(
+                    {"user_uuid": user_uuid, "gm_msgid": gm_msgid, "part": part},
+                    {"$addToSet": {"rule_ids": {"$each": list(rule_ids)}}},
+                )
+                for gm_msgid, part, rule_ids in additions
+            ],
+            ordered=False,
         )
 
     def stored_attachments(

@@ -3,8 +3,10 @@ real MongoDB: the same contract everywhere."""
 
 from typing import Any
 
+import mongomock
 import pytest
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from crawler.store import Store, in_shard, stable_hash, storable_msgid
 
@@ -61,19 +63,81 @@ def test_discovery_reads_only_rules_added_since_last_time(store: Store) -> None:
 def test_attachments_are_stored_once_per_message_part(store: Store) -> None:
     msgid = storable_msgid(2**64 - 1)  # X-GM-MSGID is unsigned 64-bit; BSON ints are signed
     document = {"user_uuid": "a", "gm_msgid": msgid, "part": "2", "filename": "x"}
-    first = store.save_attachment(document)
+    [first] = store.save_attachments([document])
     assert first is not None
-    assert store.save_attachment({**document, "filename": "changed"}) is None
-    assert store.save_attachment({**document, "part": "2.1"}) is not None
+    assert store.save_attachments([{**document, "filename": "changed"}]) == [None]
+    assert store.save_attachments([{**document, "part": "2.1"}]) != [None]
+    assert store.save_attachments([]) == []
     assert store.attachments.count_documents({}) == 2
     assert store.attachments.find_one({"part": "2"})["filename"] == "x"
+    assert "_id" not in document  # the caller's documents are left as they were
     stored = store.stored_attachments("a", [msgid, 99])
     assert set(stored) == {(msgid, "2"), (msgid, "2.1")}
     assert stored[msgid, "2"]["_id"] == first
     assert stored[msgid, "2"]["filename"] == "x"
-    store.add_rule_ids("a", msgid, "2", ["r1", "r2"])
-    store.add_rule_ids("a", msgid, "2", ["r2", "r3"])
+    store.add_rule_ids_many("a", [(msgid, "2", ["r1", "r2"]), (msgid, "2.1", ["r1"])])
+    store.add_rule_ids_many("a", [(msgid, "2", ["r2", "r3"]), (msgid, "9", ["r1"])])
+    store.add_rule_ids_many("a", [])
     assert sorted(store.attachments.find_one({"part": "2"})["rule_ids"]) == ["r1", "r2", "r3"]
+    assert store.attachments.find_one({"part": "2.1"})["rule_ids"] == ["r1"]
+    assert store.attachments.count_documents({}) == 2  # no record is made for a missing key
+
+
+def test_a_batch_of_records_stores_the_new_and_reports_the_rest_as_not_new(store: Store) -> None:
+    """One unordered insert: a record stored before and a second copy of a key within the
+    batch are not new, and do not keep the records after them from being stored."""
+    [kept] = store.save_attachments([{"user_uuid": "a", "gm_msgid": 1, "part": "2", "by": 0}])
+    batch = [
+        {"user_uuid": "a", "gm_msgid": 1, "part": "2", "by": 1},  # stored before
+        {"user_uuid": "a", "gm_msgid": 2, "part": "2", "by": 1},
+        {"user_uuid": "a", "gm_msgid": 2, "part": "2", "by": 2},  # a second copy in the batch
+        {"user_uuid": "a", "gm_msgid": 3, "part": "2", "by": 1},
+        {"user_uuid": "b", "gm_msgid": 1, "part": "2", "by": 1},
+    ]
+
+    ids = store.save_attachments(batch)
+
+    assert [record_id is not None for record_id in ids] == [False, True, False, True, True]
+    stored = {(doc["user_uuid"], doc["gm_msgid"]): doc for doc in store.attachments.find()}
+    assert {key: doc["by"] for key, doc in stored.items()} == {
+        ("a", 1): 0,
+        ("a", 2): 1,
+        ("a", 3): 1,
+        ("b", 1): 1,
+    }
+    assert stored["a", 1]["_id"] == kept
+    assert [stored["a", 2]["_id"], stored["a", 3]["_id"], stored["b", 1]["_id"]] == [
+        ids[1],
+        ids[3],
+        ids[4],
+    ]
+
+
+class RefusingCollection:
+    """A collection whose unordered insert refuses the first document as a duplicate and the
+    second for `code`."""
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+    def insert_many(self, documents: list[dict[str, Any]], ordered: bool) -> None:
+        assert ordered is False
+        errors = [{"index": 0, "code": 11000}, {"index": 1, "code": self.code}]
+        raise BulkWriteError({"writeErrors": errors, "nInserted": len(documents) - 2})
+
+
+def test_a_write_error_other_than_a_duplicate_key_raises() -> None:
+    store = Store(mongomock.MongoClient()["crawler"])
+    documents = [{"user_uuid": "a", "gm_msgid": n, "part": "2"} for n in range(3)]
+    store.attachments = RefusingCollection(121)  # type: ignore[assignment]  # failed validation
+    with pytest.raises(BulkWriteError):
+        store.save_attachments(documents)
+    store.attachments = RefusingCollection(11000)  # type: ignore[assignment]
+    assert [record_id is None for record_id in store.save_attachments(documents)] == [
+        True,
+        True,
+        False,
+    ]
 
 
 def test_oauth_fields_are_updated_in_place(store: Store) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import report
+from bench.backfill import measure as measure_backfill
 from bench.charts import write_charts
 from bench.mailbox import DEFAULT_SEED, DEFAULT_SHARE, Mail, mailbox
 from bench.polling import measure as measure_polling
@@ -54,8 +55,9 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     names = ",".join(contender.name for contender in CONTENDERS)
     add("--contenders", default=names, help=f"some of: {names}")
     add("--accounts", default="10000,100000", help="scheduling: account counts ('' to skip)")
-    add("--sample", type=int, default=4, help="scheduling: due accounts per sampled pass")
+    add("--sample", type=int, default=50, help="scheduling: due accounts per sampled pass")
     add("--concurrency", default="1,4,16,32", help="polling: concurrencies ('' to skip)")
+    add("--backfill", type=int, default=200_000, help="backfill: messages (0 to skip)")
     add("--per-thread", type=int, default=8, help="polling: accounts per unit of concurrency")
     add("--out", type=Path, default=REPO / "bench" / "results", help="where results go")
     add("--work", type=Path, default=REPO / "bench" / "work", help="scratch space")
@@ -97,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 lambda: measure_polling(
                     gmail, small[:POLLING_MESSAGES], concurrencies, options.per_thread, LATENCY
                 ),
+            )
+        if options.backfill:
+            results.backfill = _progress(
+                "backfill", lambda: measure_backfill(gmail, options.backfill)
             )
     if options.accounts:
         sizes = [int(value) for value in options.accounts.split(",")]

@@ -3,9 +3,10 @@
 Each account on the fake Gmail (50 ms per command) holds a couple of messages, crawled once
 before the clock starts. A timed pass then re-crawls `per_thread` accounts per thread of
 concurrency: connect, authenticate, find All Mail, EXAMINE (whose UIDNEXT says nothing is new),
-log out. The worker runs in a process of its own (`python -m bench.polling`), as in production;
-the fake Gmail runs in the benchmark's process. Google asks pollers to wait 15 minutes between
-polls, so a worker keeps `rate * 15` accounts on that cadence.
+log out. The worker runs in a process of its own (`python -m bench.polling`), as in production,
+with the embedded MongoDB in another; the fake Gmail runs in the benchmark's process. Google
+asks pollers to wait 15 minutes between polls, so a worker keeps `rate * 15` accounts on that
+cadence.
 """
 
 from __future__ import annotations
@@ -21,15 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import mongomock
-import redis
-from cryptography.fernet import Fernet
-from pydantic import SecretStr
-
 from bench.mailbox import Mail
-from config import Settings
+from bench.worker import fake_gmail_worker
 from crawler.iterate import CrawlIterator
-from crawler.oauth import TokenCipher
 from standins import tokens
 from standins.fakegmail import Account, FakeGmail
 
@@ -63,6 +58,12 @@ class QuietSession:
     commands_after_auth: int  # the most over all accounts
     body_fetches: int  # FETCHes of message bodies or parts, over all accounts
     bytes_per_session: int  # median bytes both ways of one quiet re-crawl, greeting included
+    verbs: str = ""  # the commands after authentication of the longest such session
+
+    @property
+    def before_logout(self) -> int:
+        """Commands after authentication that do the work: LOGOUT aside."""
+        return self.commands_after_auth - int(self.verbs.endswith("LOGOUT"))
 
 
 def measure(
@@ -97,58 +98,51 @@ def measure(
 
 
 def _quiet(accounts: Sequence[Account]) -> QuietSession:
-    commands, bodies, sizes = [], 0, []
+    sessions, bodies, sizes = [], 0, []
     for account in accounts:
         last = account.ledger.sessions[-1]
         auth = next(i for i, line in enumerate(last.lines) if b" AUTHENTICATE " in line.upper())
         after = last.lines[auth + 1 :]
-        commands.append(len(after))
+        sessions.append([line.split()[1].decode().upper() for line in after])
         bodies += sum(b"BODY" in line.upper() for line in after)
         sizes.append(last.bytes_in + last.bytes_out)
-    return QuietSession(max(commands), bodies, int(statistics.median(sizes)))
+    longest = max(sessions, key=len)
+    return QuietSession(len(longest), bodies, int(statistics.median(sizes)), " ".join(longest))
 
 
 def _worker(
     port: int, emails: Sequence[str], concurrencies: Sequence[int], per_thread: int
 ) -> None:
     """The worker's side: one database of the accounts, a warm-up pass, then timed passes."""
-    key = Fernet.generate_key().decode()
-    cipher = TokenCipher(key)
-    prefix = f"bench:{uuid.uuid4().hex}:"
-    settings = Settings(
-        imap_host="127.0.0.1",
-        imap_port=port,
-        imap_tls=False,
-        secret_key=SecretStr(key),
-        redis_prefix=prefix,
-    )
-    server = redis.Redis()
-    db: Any = mongomock.MongoClient()["bench"]
     users = [f"poll-{number}" for number in range(len(emails))]
     expires = time.time() + 86_400
-    db.accounts.insert_many(
-        tokens.gmail_account(cipher, user, email, "not-needed", expires)
-        for user, email in zip(users, emails, strict=True)
-    )
-    db.rules.insert_many({"user_uuid": user} for user in users)
-    iterator = CrawlIterator(db, settings=settings, redis_client=server)
-    try:
-        iterator.iterate(concurrency=max(concurrencies))  # the first crawl of each account
-        for concurrency in concurrencies:
-            due = users[: concurrency * per_thread]
-            db.crawl_status.update_many({"user_uuid": {"$in": due}}, {"$set": {"next_crawl_at": 0}})
-            started = time.perf_counter()
-            outcomes = iterator.iterate(concurrency=concurrency).outcomes
-            seconds = time.perf_counter() - started
-            if set(outcomes.values()) != {"idle"}:
-                raise RuntimeError(f"re-crawls did not all end idle: {set(outcomes.values())}")
-            print(
-                json.dumps({"concurrency": concurrency, "accounts": len(due), "seconds": seconds})
-            )
-    finally:
-        keys = list(server.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            server.delete(*keys)
+    with fake_gmail_worker(port) as worker:
+        worker.db.accounts.insert_many(
+            tokens.gmail_account(worker.cipher, user, email, "not-needed", expires)
+            for user, email in zip(users, emails, strict=True)
+        )
+        worker.db.rules.insert_many({"user_uuid": user} for user in users)
+        _timed_passes(worker.db, worker.iterator(), users, concurrencies, per_thread)
+
+
+def _timed_passes(
+    db: Any,
+    iterator: CrawlIterator,
+    users: Sequence[str],
+    concurrencies: Sequence[int],
+    per_thread: int,
+) -> None:
+    """The accounts' first crawl, then a timed pass of quiet re-crawls per concurrency."""
+    iterator.iterate(concurrency=max(concurrencies))  # the first crawl of each account
+    for concurrency in concurrencies:
+        due = users[: concurrency * per_thread]
+        db.crawl_status.update_many({"user_uuid": {"$in": due}}, {"$set": {"next_crawl_at": 0}})
+        started = time.perf_counter()
+        outcomes = iterator.iterate(concurrency=concurrency).outcomes
+        seconds = time.perf_counter() - started
+        if set(outcomes.values()) != {"idle"}:
+            raise RuntimeError(f"re-crawls did not all end idle: {set(outcomes.values())}")
+        print(json.dumps({"concurrency": concurrency, "accounts": len(due), "seconds": seconds}))
 
 
 def main() -> None:

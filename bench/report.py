@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.backfill import Backfill
 from bench.polling import Polling, QuietSession
 from bench.proxy import Wire
 from bench.runner import CRAWLER, CRAWLER_PDF, FLOOR, IMAP_TOOLS, MBSYNC, NAIVE, Phase, Run
@@ -19,7 +20,7 @@ from bench.scheduling import Schedule
 from bench.verify import Verdict
 
 MB = 1e6
-POLLING_GOAL = 5_000
+POLLING_GOAL = 50_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Results:
     schedules: list[Schedule] = field(default_factory=list)
     polling: list[Polling] = field(default_factory=list)
     quiet: QuietSession | None = None
+    backfill: Backfill | None = None
 
     def figures(self) -> list[Figures]:
         """Medians per server and contender, in the order the runs came."""
@@ -81,6 +83,7 @@ class Results:
             schedules=[Schedule(**schedule) for schedule in raw["schedules"]],
             polling=[Polling(**polling) for polling in raw["polling"]],
             quiet=quiet or None,
+            backfill=Backfill(**raw["backfill"]) if raw.get("backfill") else None,
         )
 
     def failures(self) -> list[Run]:
@@ -240,11 +243,13 @@ def targets(results: Results, fast: str, slow: str, dovecot: str) -> list[Target
         *_naive_targets(results, slow),
         *_dovecot_targets(results, dovecot),
         _bytes_target(results, fast),
-        _floor_target(results, slow),
+        _floor_target(results, dovecot, "Dovecot", 2.5),
+        _floor_target(results, slow, "50 ms", 1.1),
         _quiet_target(results.quiet),
         _rss_target(results),
         _scheduling_target(results.schedules),
         _polling_target(results.polling),
+        _backfill_target(results.backfill),
     ]
 
 
@@ -279,9 +284,9 @@ def _dovecot_targets(results: Results, dovecot: str) -> list[Target]:
     fewer = mbsync.wire / pdfs.wire
     return [
         Target(
-            "Dovecot: faster end to end than mbsync + munpack",
+            "Dovecot: at least 2x faster end to end than mbsync + munpack",
             f"{ours.wall:.2f} s vs {mbsync.wall:.2f} s ({mbsync.wall / ours.wall:.2f}x)",
-            ours.wall < mbsync.wall,
+            mbsync.wall >= 2 * ours.wall,
         ),
         Target(
             "Dovecot: at least 3x fewer bytes than mbsync when a rule selects a subset (PDFs)",
@@ -302,24 +307,21 @@ def _bytes_target(results: Results, fast: str) -> Target:
     )
 
 
-def _floor_target(results: Results, slow: str) -> Target:
-    ours, floor = results.find(slow, CRAWLER.name), results.find(slow, FLOOR.name)
+def _floor_target(results: Results, server: str, label: str, most: float) -> Target:
+    goal = f"{label}: within {most}x of the floor's wall time"
+    ours, floor = results.find(server, CRAWLER.name), results.find(server, FLOOR.name)
     if ours is None or floor is None:
-        return Target("50 ms: within 1.5x of the floor's wall time", "not run", None)
+        return Target(goal, "not run", None)
     times = ours.wall / floor.wall
-    return Target(
-        "50 ms: within 1.5x of the floor's wall time",
-        f"{times:.2f}x ({ours.wall:.2f} s vs {floor.wall:.2f} s)",
-        times <= 1.5,
-    )
+    return Target(goal, f"{times:.2f}x ({ours.wall:.2f} s vs {floor.wall:.2f} s)", times <= most)
 
 
 def _quiet_target(quiet: QuietSession | None) -> Target:
-    goal = "quiet re-crawl: at most 4 commands after authentication, no body bytes"
+    goal = "quiet re-crawl: at most 2 commands after authentication (then LOGOUT), no body bytes"
     if quiet is None:
         return Target(goal, "not run", None)
-    measured = f"{quiet.commands_after_auth} commands, {quiet.body_fetches} body fetches"
-    return Target(goal, measured, quiet.commands_after_auth <= 4 and quiet.body_fetches == 0)
+    measured = f"{quiet.verbs or quiet.commands_after_auth}; {quiet.body_fetches} body fetches"
+    return Target(goal, measured, quiet.before_logout <= 2 and quiet.body_fetches == 0)
 
 
 def _rss_target(results: Results) -> Target:
@@ -334,7 +336,7 @@ def _rss_target(results: Results) -> Target:
 
 
 def _scheduling_target(schedules: Sequence[Schedule]) -> Target:
-    goal = "scheduling pass O(due): 100,000 accounts at most 2x the 10,000 one"
+    goal = "scheduling pass O(due): per due account, 100,000 accounts at most 1.5x the 10,000"
     by_size = {(s.store, s.accounts): s for s in schedules}
     pairs = [
         (store, by_size[(store, 10_000)], by_size[(store, 100_000)])
@@ -348,7 +350,7 @@ def _scheduling_target(schedules: Sequence[Schedule]) -> Target:
         f"whole pass {big.pass_seconds / small.pass_seconds:.0f}x"
         for store, small, big in pairs
     ]
-    met = all(big.per_account <= 2 * small.per_account for _, small, big in pairs)
+    met = all(big.per_account <= 1.5 * small.per_account for _, small, big in pairs)
     return Target(goal, "; ".join(parts), met)
 
 
@@ -364,6 +366,27 @@ def _polling_target(polling: Sequence[Polling]) -> Target:
     else:
         measured = f"at most {best.kept_on_cadence:,.0f} (concurrency {best.concurrency})"
     return Target(goal, f"{measured}; best {best.kept_on_cadence:,.0f}", bool(enough))
+
+
+def _backfill_target(backfill: Backfill | None) -> Target:
+    goal = "200,000-message backfill: peak RSS at most 200 MB (and messages per second)"
+    if backfill is None:
+        return Target(goal, "not run", None)
+    measured = (
+        f"{backfill.peak_rss_mb:.0f} MB, {backfill.per_second:,.0f} messages/s "
+        f"({backfill.messages:,} in {backfill.seconds:.1f} s)"
+    )
+    return Target(goal, measured, backfill.peak_rss_mb <= 200 and backfill.messages >= 200_000)
+
+
+def backfill_line(backfill: Backfill) -> str:
+    """The backfill's figures."""
+    return (
+        f"One crawl of a generated Gmail account of {backfill.messages:,} messages (one in 2,000 "
+        f"with a PNG; the rule wants images, so every structure is read): {backfill.seconds:.1f} "
+        f"s, {backfill.per_second:,.0f} messages/s, {backfill.attachments} attachments, peak RSS "
+        f"{backfill.peak_rss_mb:.0f} MB (the crawling process; the embedded MongoDB is another)."
+    )
 
 
 def target_table(found: Sequence[Target]) -> str:
@@ -387,8 +410,9 @@ METHOD = """\
   (login and logout too) per message in the mailbox; `wire / decoded` divides the bytes by the
   decoded size of the attachments the contender was to save.
 - The re-crawl comes after 1 % new mail (the next messages of the same sequence).
-- The crawler: mongomock and the real Redis, default settings; on the fake Gmail a
-  `gmail_oauth` account (XOAUTH2, `has:attachment` search), on Dovecot `imap_password`. The
+- The crawler: the embedded MongoDB (a process of its own, answering from its indexes) and
+  the real Redis, default settings; on the fake Gmail a `gmail_oauth` account (XOAUTH2,
+  `has:attachment` search), on Dovecot `imap_password`. The
   naive design and the imap-tools loop search `has:attachment` on Gmail too (a UID search on
   Dovecot); mbsync cannot, so it pulls the whole folder. The floor pipelines every command after
   the greeting and is told which parts to fetch.
@@ -488,6 +512,8 @@ def document(results: Results, context: dict[str, str], charts: Sequence[object]
             "## Quiet re-crawls by one worker at 50 ms per command\n\n"
             + polling_table(results.polling, results.quiet)
         )
+    if results.backfill:
+        sections.append("## Backfill\n\n" + backfill_line(results.backfill))
     sections.append("## Targets\n\n" + target_table(found))
     if notes := shortfalls(found):
         sections.append("### Where targets are missed, and what would close them\n\n" + notes)

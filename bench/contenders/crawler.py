@@ -1,5 +1,6 @@
-"""This crawler: one `CrawlIterator` pass over one account, on mongomock and the real Redis; its
-blobs in files, or (the job says so) in a bucket of the runner's fake S3.
+"""This crawler: one `CrawlIterator` pass over one account, on the embedded MongoDB (a process of
+its own, over a socket, as a MongoDB server) and the real Redis; its blobs in files, or (the job
+says so) in a bucket of the runner's fake S3.
 
 On the fake Gmail the account is `gmail_oauth` with a valid access token (XOAUTH2); on Dovecot it
 is `imap_password` (LOGIN with an app password). The job's rule is the account's one rule (none
@@ -10,21 +11,24 @@ hide a missing duplicate.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import mongomock
 import redis
 from cryptography.fernet import Fernet
 from pydantic import SecretStr
+from pymongo import MongoClient
 
 from bench.child import MANIFEST, Job
 from config import Settings
 from crawler.iterate import CrawlIterator
 from crawler.oauth import TokenCipher
+from standins.embedded_mongo import embedded_mongo_process
 
 USER_UUID = "bench"
 
@@ -49,7 +53,12 @@ class Contender:
             retry_attempts=1,
         )
         self.redis = redis.Redis.from_url(self.settings.redis_url)
-        self.db: Any = mongomock.MongoClient()["bench"]
+        stack = ExitStack()  # the stand-in lives as long as this process
+        atexit.register(stack.close)
+        client: MongoClient[dict[str, Any]] = MongoClient(
+            stack.enter_context(embedded_mongo_process())
+        )
+        self.db = client["bench"]
         self.db.accounts.insert_one(self._account())
         self.db.rules.insert_one({"user_uuid": USER_UUID, **job.rule})
 
@@ -74,7 +83,7 @@ class Contender:
         iterator = CrawlIterator(self.db, settings=self.settings, redis_client=self.redis)
         outcomes = iterator.iterate().outcomes
         if outcomes != {USER_UUID: "idle"}:
-            status = self.db.crawl_status.find_one({"user_uuid": USER_UUID})
+            status = self.db.crawl_status.find_one({"user_uuid": USER_UUID}) or {}
             raise RuntimeError(f"the crawl ended {outcomes}: {status.get('last_error')}")
         digests = [doc["sha256"] for doc in self.db.attachments.find({}, {"sha256": 1})]
         (Path(self.job.state) / MANIFEST).write_text(json.dumps(digests))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import report
+from bench.backfill import measure as measure_backfill
 from bench.mailbox import BIG_AT, Mail, mailbox
 from bench.polling import measure as measure_polling
 from bench.runner import CRAWLER, CRAWLER_PDF, CRAWLER_S3, FLOOR, MBSYNC, NAIVE, Runner
@@ -97,8 +98,23 @@ def test_a_quiet_re_crawl_sends_few_commands_and_no_body(
     rates, quiet = measure_polling(fake_gmail, mails[:2], [1, 2], 2, 0.0)
 
     assert [(rate.concurrency, rate.accounts) for rate in rates] == [(1, 2), (2, 4)]
-    assert quiet.commands_after_auth <= 4
+    assert quiet.verbs == "ID EXAMINE LOGOUT"  # All Mail's name is known from the first crawl
+    assert quiet.before_logout == 2
     assert quiet.body_fetches == 0
+
+
+def test_a_backfill_crawls_the_whole_account_and_reports_its_rate_and_memory(
+    fake_gmail: FakeGmail, redis_server: object
+) -> None:
+    backfill = measure_backfill(fake_gmail, 4_001)
+
+    assert backfill.messages == 4_001
+    assert backfill.attachments == 3  # one in 2,000: UIDs 1, 2001 and 4001 carry a PNG
+    assert backfill.per_second > 0
+    assert 0 < backfill.peak_rss_mb < 200
+    results = report.Results(backfill=backfill)
+    assert report.Results.from_json(results.to_json()) == results
+    assert "4,001 messages" in report.document(results, CONTEXT, [])
 
 
 CONTEXT = {

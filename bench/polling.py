@@ -12,6 +12,7 @@ cadence.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bench.child import peak_rss_kb
 from bench.mailbox import Mail
 from bench.worker import fake_gmail_worker
 from crawler.iterate import CrawlIterator
@@ -39,6 +41,13 @@ class Polling:
     concurrency: int
     accounts: int
     seconds: float
+    cpu_seconds: float = 0.0  # the worker process's CPU time over the pass
+    peak_rss_mb: float = 0.0  # the worker process's peak RSS by the end of the pass
+
+    @property
+    def cores(self) -> float:
+        """How many of the machine's cores the worker kept busy."""
+        return self.cpu_seconds / self.seconds
 
     @property
     def per_minute(self) -> float:
@@ -137,12 +146,14 @@ def _timed_passes(
     for concurrency in concurrencies:
         due = users[: concurrency * per_thread]
         db.crawl_status.update_many({"user_uuid": {"$in": due}}, {"$set": {"next_crawl_at": 0}})
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         outcomes = iterator.iterate(concurrency=concurrency).outcomes
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         if set(outcomes.values()) != {"idle"}:
             raise RuntimeError(f"re-crawls did not all end idle: {set(outcomes.values())}")
-        print(json.dumps({"concurrency": concurrency, "accounts": len(due), "seconds": seconds}))
+        peak = peak_rss_kb(external=False) / 1024
+        rate = Polling(concurrency, len(due), seconds, cpu, peak)
+        print(json.dumps(dataclasses.asdict(rate)))
 
 
 def main() -> None:

@@ -208,19 +208,21 @@ def scheduling_table(schedules: Sequence[Schedule]) -> str:
 def polling_table(polling: Sequence[Polling], quiet: QuietSession | None) -> str:
     """Quiet re-crawls per minute by concurrency."""
     rows = [
-        "| concurrency | accounts re-crawled | s | per minute | kept on a 15-min cadence |",
-        "|---|---|---|---|---|",
+        "| concurrency | accounts re-crawled | s | per minute | kept on a 15-min cadence "
+        "| worker CPU (cores) | worker peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in polling:
         rows.append(
             f"| {p.concurrency} | {p.accounts} | {p.seconds:.2f} | {p.per_minute:,.0f} "
-            f"| {p.kept_on_cadence:,.0f} |"
+            f"| {p.kept_on_cadence:,.0f} | {p.cores:.2f} | {p.peak_rss_mb:.0f} |"
         )
     if quiet is not None:
         rows.append(
-            f"\nA quiet re-crawl: at most {quiet.commands_after_auth} commands after "
+            f"\nA quiet re-crawl: {quiet.verbs or quiet.commands_after_auth} after "
             f"authentication, {quiet.body_fetches} body fetches, {quiet.bytes_per_session:,} "
-            "bytes on the wire in all (median)."
+            "bytes on the wire in all (median). The worker's CPU is its own process's; the "
+            "embedded MongoDB, Redis and the fake Gmail run beside it on the same two cores."
         )
     return "\n".join(rows)
 

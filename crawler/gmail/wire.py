@@ -7,9 +7,9 @@ A big part's literal can go to a `LiteralSink` a piece at a time instead of into
 then reads that item as empty.
 
 The tap lives inside IMAPClient, so it uses names IMAPClient keeps private: `_create_IMAP4`, the
-`_imap` connection, `imap4`/`tls`' connection classes (and session.py uses `_literal`). A major
-release may change them, so pyproject.toml caps IMAPClient below 4; `tests/integration` runs
-every one of these paths.
+`_imap` connection, `imap4`/`tls`' connection classes, what `fetch` is made of (and session.py
+uses `_literal`, parse.py the parser's converters). A major release may change them, so
+pyproject.toml caps IMAPClient below 4; `tests/integration` runs every one of these paths.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imapclient import IMAPClient, imap4, tls
+from imapclient.imapclient import join_message_ids, seq_to_parenstr_upper
 
 from crawler.errors import CrawlerError, ProtocolError, Throttled
 from crawler.gmail.classify import classify
+from crawler.gmail.parse import parse_fetch_response
 
 LITERAL_PIECE = 2**18  # bytes of a streamed literal read and handed on at once
 
@@ -276,6 +278,25 @@ class TappedIMAPClient(IMAPClient):  # type: ignore[misc]  # IMAPClient is untyp
         # attachments) into log messages, twice, even with logging off: a third of the crawl's
         # CPU, and the user's data in the logs. Level 4 still logs each line sent and received.
         self._imap.debug = _WIRE_DEBUG_LEVEL
+
+    def fetch(self, messages: Any, data: Any, modifiers: Any = None) -> Any:
+        """IMAPClient's `fetch`, its answer parsed by `crawler.gmail.parse` (the same values,
+        a token at a time instead of a byte at a time)."""
+        if not messages:
+            return {}
+        args = [
+            "FETCH",
+            join_message_ids(messages),
+            seq_to_parenstr_upper(data),
+            seq_to_parenstr_upper(modifiers) if modifiers else None,
+        ]
+        if self.use_uid:
+            args.insert(0, "UID")
+        tag = self._imap._command(*args)
+        typ, answer = self._imap._command_complete("FETCH", tag)
+        self._checkok("fetch", typ, answer)
+        typ, answer = self._imap._untagged_response(typ, answer, "FETCH")
+        return parse_fetch_response(answer, self.normalise_times, self.use_uid)
 
     def _create_IMAP4(self) -> Any:  # overrides IMAPClient to tap the connection
         timeout = getattr(self._timeout, "connect", None)

@@ -136,15 +136,20 @@ class Base64Decoder:
         self._pads = 0  # `=` seen since the last character of that quantum
         self._ended = False  # a padded quantum ended the data
         self._cut_short = False  # the text ended inside a quantum
+        self._whole_lines = True  # lines so far held whole quanta: `_decode_lines` may be tried
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes of every quantum that `chunk` completes."""
         if self._ended:
             return b""
-        text = chunk.translate(None, _NOT_BASE64)
-        if b"=" not in text:  # the usual case: padding only ever comes at the very end
-            return self._decode(text)
-        return self._decode_padded(text)
+        if self._whole_lines:
+            # The lines before the first `=` (padding comes last: usually all but a few bytes).
+            pad = chunk.find(b"=")
+            lines = chunk if pad == -1 else chunk[: chunk.rfind(b"\n", 0, pad) + 1]
+            decoded = self._decode_lines(lines) if lines else None
+            if decoded is not None:
+                return decoded if pad == -1 else decoded + self._decode_text(chunk[len(lines) :])
+        return self._decode_text(chunk)
 
     def finish(self) -> bytes:
         """The bytes of an unpadded last quantum (a lone character is less than a byte: dropped)."""
@@ -161,6 +166,35 @@ class Base64Decoder:
         if self._cut_short:
             return ["base64 text ends mid-quantum: the part may be truncated"]
         return []
+
+    def _decode_text(self, chunk: bytes) -> bytes:
+        text = chunk.translate(None, _NOT_BASE64)
+        if b"=" not in text:  # the usual case: padding only ever comes at the very end
+            return self._decode(text)
+        return self._decode_padded(text)
+
+    def _decode_lines(self, chunk: bytes) -> bytes | None:
+        """`feed` of text without `=`, when the text up to its last line break holds whole
+        quanta (lines of 76 characters do): `binascii` skips the line breaks itself, sparing a
+        copy of the text without them. None, and no change, when the text has no line break or
+        is cut inside a quantum there (`binascii` refuses it): `feed` then goes the long way,
+        and no longer tries this one for the part."""
+        text = self._quantum + chunk
+        cut = text.rfind(b"\n") + 1
+        if not cut:
+            return None
+        try:
+            head = binascii.a2b_base64(memoryview(text)[:cut])
+        except binascii.Error:  # a quantum straddles the line break
+            self._whole_lines = False
+            return None
+        # `=` are counted only while 2 or 3 characters are held, which binascii takes only with
+        # more from the chunk: those `=` were inside the text, and are skipped as `_decode` does.
+        self._pads = 0
+        tail = text[cut:].translate(None, _NOT_BASE64)
+        complete = len(tail) - len(tail) % _QUANTUM
+        self._quantum = tail[complete:]
+        return head + binascii.a2b_base64(tail[:complete]) if complete else head
 
     def _decode(self, characters: bytes) -> bytes:
         if characters:

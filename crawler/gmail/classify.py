@@ -54,6 +54,8 @@ def classify(line: bytes) -> type[CrawlerError] | None:
 
     `* BYE` after our own LOGOUT is ordinary; the session checks that before asking.
     """
+    if line[:2] == b"* " and line[2:3].isdigit():  # `* 12 FETCH ...`: data, which no row matches
+        return None
     for pattern, error in TABLE:
         if pattern.search(line):
             return error

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from crawler.errors import (
     AccountUnavailable,
@@ -14,7 +16,7 @@ from crawler.errors import (
     Transient,
     WebLoginRequired,
 )
-from crawler.gmail.classify import classify
+from crawler.gmail.classify import TABLE, classify
 
 pytestmark = pytest.mark.unit
 
@@ -65,6 +67,19 @@ pytestmark = pytest.mark.unit
 )
 def test_classify(line: bytes, expected: type[CrawlerError] | None) -> None:
     assert classify(line) is expected
+
+
+def every_row(line: bytes) -> type[CrawlerError] | None:
+    return next((error for pattern, error in TABLE if pattern.search(line)), None)
+
+
+@given(
+    st.sampled_from([b"* 1", b"* 12 ", b"* ", b"*", b"* x", b"A1", b"", b" "]),
+    st.lists(st.sampled_from([b" NO ", b" BYE ", b"[OVERQUOTA]", b" OK ", b"x", b"[THROTTLED]"])),
+)
+def test_data_lines_are_ordinary_as_every_row_says(start: bytes, rest: list[bytes]) -> None:
+    line = start + b"".join(rest)
+    assert classify(line) is every_row(line)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from crawler.decode import PartDecoder
+from crawler.decode import Base64Decoder, PartDecoder
 
 pytestmark = pytest.mark.unit
 
@@ -233,6 +233,68 @@ def test_base64_of_any_text_split_anywhere_decodes_as_the_whole(
 ) -> None:
     text, cuts = example
     assert decode("base64", pieces(text, cuts)) == lenient_b64decode(text)
+
+
+def line_wrapped(text: bytes, width: int) -> bytes:
+    return b"".join(text[start : start + width] + b"\r\n" for start in range(0, len(text), width))
+
+
+@given(st.binary(max_size=3000), st.integers(1, 90), st.data())
+def test_base64_in_lines_of_any_width_split_anywhere_decodes_to_the_data(
+    data: bytes, width: int, draw: st.DataObject
+) -> None:
+    text = line_wrapped(base64.b64encode(data), width)  # a width not a multiple of 4 too
+    cuts = draw.draw(st.lists(st.integers(0, len(text)), max_size=12))
+    assert decode("base64", pieces(text, cuts)) == data
+
+
+@pytest.mark.parametrize("width", [76, 64, 75, 3])
+def test_base64_lines_cut_at_every_point_decode_to_the_data(width: int) -> None:
+    data = bytes(range(256)) * 3
+    text = line_wrapped(base64.b64encode(data), width)
+    for cut in range(len(text) + 1):
+        assert decode("base64", [text[:cut], text[cut:]]) == data
+        assert decode("base64", pieces(text, [cut, min(cut + 83, len(text))])) == data
+
+
+def feeds(decoder: Base64Decoder, chunks: list[bytes]) -> list[bytes]:
+    return [*(decoder.feed(chunk) for chunk in chunks), decoder.finish()]
+
+
+@given(cut_text(text_over(b"YWJjQ+/0===\r\n !-", max_size=200)))
+def test_base64_whole_lines_give_each_chunk_what_the_long_way_gives(
+    example: tuple[bytes, list[int]],
+) -> None:
+    text, cuts = example
+    long_way = Base64Decoder()
+    long_way._whole_lines = False  # every chunk without its line breaks first
+    chunks = pieces(text, cuts)
+    assert feeds(Base64Decoder(), chunks) == feeds(long_way, chunks)
+
+
+def test_base64_lines_of_whole_quanta_are_decoded_with_their_line_breaks() -> None:
+    decoder = Base64Decoder()
+    assert decoder.feed(b"YWJj\r\nZGVm\r\nZ2") == b"abcdef"
+    assert decoder.feed(b"hp\r\namts\r\n") == b"ghijkl"
+    assert decoder._whole_lines
+    assert decoder.feed(b"bW5v") == b"mno"  # no line break: the long way
+    assert decoder.finish() == b""
+
+
+def test_base64_lines_cut_inside_a_quantum_go_the_long_way_for_the_rest_of_the_part() -> None:
+    decoder = Base64Decoder()
+    assert decoder.feed(b"YWJjZ\r\nGV") == b"abc"  # 5 characters in the first line
+    assert not decoder._whole_lines
+    assert decoder.feed(b"m\r\nZ2hp\r\n") == b"defghi"
+    assert decoder.finish() == b""
+
+
+def test_base64_padding_seen_before_a_line_break_counts_on_after_it() -> None:
+    decoder = Base64Decoder()
+    assert decoder.feed(b"YW=") == b""
+    assert decoder.feed(b"\r\n") == b""  # no characters: the `=` before still counts
+    assert decoder.feed(b"=") == b"a"  # the second `=` ends the data
+    assert decoder.feed(b"YWJj\r\n") == b""
 
 
 # -- quoted-printable ------------------------------------------------------------------

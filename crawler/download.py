@@ -19,6 +19,7 @@ from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TypeVar
 
 from crawler.blobs import BlobStore
 from crawler.decode import PartDecoder
@@ -65,6 +66,8 @@ class _Command:
 
 
 DECODE_SLICE = 2**20  # bytes of an answer decoded at once
+PARTS_AT_ONCE = 4  # an answer's parts stored at the same time
+T = TypeVar("T")
 
 
 Plan = tuple[list[tuple[list[int], tuple[str, ...]]], list[Wanted]]
@@ -200,17 +203,16 @@ class Downloader:
                 bodies += served
             else:
                 unserved.append(uid)
-        yield from storer.submit(partial(self._whole, bodies))
+        yield from storer.submit(partial(storer.each, self._whole, bodies))
         if unserved:
             raise _Unserved(unserved, f"part {' '.join(parts)}", len(uids))
 
-    def _whole(self, bodies: list[tuple[Wanted, bytes]]) -> list[Fetched]:
-        stored = []
-        for item, body in bodies:
-            blob = _Blob(self.blobs, item, self.recheck, self.max_size)
-            blob.feed(body)
-            stored += blob.finish()
-        return stored
+    def _whole(self, body: tuple[Wanted, bytes]) -> list[Fetched]:
+        """One part that arrived whole, stored."""
+        item, data = body
+        blob = _Blob(self.blobs, item, self.recheck, self.max_size)
+        blob.feed(data)
+        return blob.finish()
 
     def _big(
         self, uids: list[int], by_uid: dict[int, Wanted], storer: _Storer
@@ -334,12 +336,22 @@ class _Storer:
 
     Decoding, hashing, writing and syncing an answer's parts overlap the next command's round
     trip instead of delaying it. Jobs run one at a time in order, and at most one waits, so
-    memory holds at most two answers (two pieces of a big part).
+    memory holds at most two answers (two pieces of a big part). The parts of one answer are
+    stored `PARTS_AT_ONCE` at a time (`each`): a blob's fsyncs wait on the disk, and several in
+    flight share the filesystem's journal commits.
     """
 
     def __init__(self) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-store")
+        self._parts = ThreadPoolExecutor(max_workers=PARTS_AT_ONCE, thread_name_prefix="blob")
         self._pending: Future[list[Fetched]] | None = None
+
+    def each(self, job: Callable[[T], list[Fetched]], items: Sequence[T]) -> list[Fetched]:
+        """`job` of every item, several at once; what they stored, in order. When one fails,
+        the others end first (a blob either stored whole or discarded), then its error."""
+        running = [self._parts.submit(job, item) for item in items]
+        futures.wait(running)
+        return [fetched for done in running for fetched in done.result()]
 
     def submit(self, job: Callable[[], list[Fetched]]) -> list[Fetched]:
         """Start `job` once the previous one is done; what the previous one stored."""
@@ -363,3 +375,4 @@ class _Storer:
     def __exit__(self, *_: object) -> None:
         self.settle()
         self._executor.shutdown()
+        self._parts.shutdown()

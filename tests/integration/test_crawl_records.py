@@ -3,6 +3,8 @@ downloaded, and its rule additions in another; what is stored already is no new 
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from pymongo import monitoring
 
 from crawler.blobs import BlobWriter, FileBlobStore
+from crawler.download import PARTS_AT_ONCE
 from crawler.store import storable_msgid
 from standins.embedded_mongo import EmbeddedMongo
 from tests.integration.test_crawl import EMAIL, deliver, files
@@ -136,3 +139,35 @@ def test_a_message_twice_in_one_batch_is_one_record(world: World, dovecot: Dovec
     assert {event["id"] for event in of_type(world, "attachment")} == {
         str(doc["_id"]) for doc in stored.values()
     }
+
+
+class OverlapStore(FileBlobStore):
+    """A blob store that notes how many commits were under way at once."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world.settings.blob_dir)
+        self.running = self.most = 0
+        self.lock = threading.Lock()
+
+    def commit(self, writer: BlobWriter[Any]) -> str:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.05)  # as long as an fsync on a busy disk
+            return super().commit(writer)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_the_parts_of_one_answer_are_stored_several_at_once(world: World) -> None:
+    """A blob's fsyncs wait on the disk: an answer's parts do not wait for one another."""
+    world.add_account(EMAIL, "u1")
+    deliver(world, files(8))
+    blobs = OverlapStore(world)
+
+    assert world.iterate(blobs=blobs).outcomes == {"u1": "idle"}
+
+    assert len(world.stored("u1")) == 8
+    assert blobs.most == PARTS_AT_ONCE

@@ -9,10 +9,12 @@ What a Gmail account does differently (XOAUTH2, All Mail, X-GM-RAW, X-GM-MSGID) 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Protocol
 
 from config import Settings
@@ -33,7 +35,7 @@ from crawler.errors import (
 from crawler.events import Event, EventStream
 from crawler.gmail.session import ImapSession, Mailbox, MessageMeta
 from crawler.identity import message_identity
-from crawler.lease import LeaseLost
+from crawler.lease import LeaseLost, LeaseWatch
 from crawler.mime import AttachmentPart, attachment_parts, filename_from_mime_header, header_text
 from crawler.narrow import one_at_a_time
 from crawler.oauth import MISSING_KEY, TokenCipher, TokenSource
@@ -41,6 +43,8 @@ from crawler.rules import Rule, RuleTester
 from crawler.store import Store
 from crawler.store.status import Download
 from crawler.uidqueue import UidQueue
+
+log = logging.getLogger(__name__)
 
 MAX_FAILED_UIDS = 1000
 MAX_RELOGINS = 3  # sessions a crawl opens again after the server ended one with its token
@@ -118,6 +122,7 @@ class ImapCrawler:
         self.counted = self.largest_batch = 0  # bytes: see _count_download
         self.session_expired = False  # the server ended a session with its token: a fresh one
         self.started = self.lease_renewed = time.monotonic()
+        self.watch: LeaseWatch | None = None  # the open session's (see _connect)
 
     def crawl(self) -> CrawlResult:
         """Run one crawl of the account.
@@ -158,7 +163,18 @@ class ImapCrawler:
             raise
         return session, mailbox
 
+    def _cut(self, session: ImapSession) -> None:
+        log.warning(
+            "the lease of %s went unrenewed for %.1f s: its IMAP session is cut before another "
+            "worker can take the account",
+            self.user_uuid,
+            time.monotonic() - self.lease_renewed,
+        )
+        session.cut()
+
     def _close(self, session: ImapSession) -> None:
+        if self.watch is not None:
+            self.watch.stop()
         session.logout()
         self.result.commands += session.tap.commands
         self.result.bytes_in += session.tap.bytes_in
@@ -166,6 +182,9 @@ class ImapCrawler:
     # -- session ------------------------------------------------------------------------
 
     def _connect(self) -> ImapSession:
+        """A session, opened under a lease just renewed, and watched so that it ends before
+        the lease could lapse (`LeaseWatch`)."""
+        self._keep_lease(force=True)
         host, port, tls = self._server()
         session = ImapSession(
             host,
@@ -178,6 +197,10 @@ class ImapCrawler:
             contact=self.settings.imap_id_contact or None,
         )
         session.tap.on_read = self._keep_lease  # a slow answer keeps the lease too
+        self.watch = LeaseWatch(
+            lambda: self.lease_renewed, self.settings.lease_ttl, partial(self._cut, session)
+        )
+        self.watch.start()
         return session
 
     def _server(self) -> tuple[str, int, bool]:

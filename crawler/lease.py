@@ -9,6 +9,10 @@ same comparison (`HELD_BY_US`), with the lease as KEYS[1] and the worker id as A
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+
 from redis import Redis
 
 from crawler.errors import CrawlerError
@@ -76,3 +80,46 @@ class Lease:
         if isinstance(holder, bytes):
             return holder.decode()
         return None if holder is None else str(holder)
+
+
+CUT_AT = 0.75  # of the TTL: a session unrenewed this long is cut, before the lease can lapse
+CHECKS_PER_CUT = 10  # how often the watch looks, per CUT_AT of the TTL
+
+
+class LeaseWatch:
+    """Cuts the crawl's IMAP session before its lease can lapse unrenewed.
+
+    A worker stuck elsewhere (a Redis or MongoDB call that waits out its timeouts, a failover)
+    renews nothing; once its lease lapses another worker may take the account, and the stuck
+    one's session would still be open beside the new one's. The watch, a thread of its own, cuts
+    the session when the last renewal is `CUT_AT` of the TTL old: the crawl then fails on its
+    next command, and its next renewal finds the lease gone or renews it to no avail."""
+
+    def __init__(
+        self,
+        renewed: Callable[[], float],
+        ttl: float,
+        cut: Callable[[], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.renewed = renewed
+        self.limit = ttl * CUT_AT
+        self.cut = cut
+        self.clock = clock
+        self.fired = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="lease-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.limit / CHECKS_PER_CUT):
+            if self.clock() - self.renewed() > self.limit:
+                self.fired = True
+                self.cut()
+                return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import imaplib
 import re
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from contextlib import suppress
@@ -267,6 +268,13 @@ class ImapSession:
             )
         finally:
             self.tap.sink = None
+
+    def cut(self) -> None:
+        """End the connection at once, from any thread: a read under way fails, and no command
+        goes on it any more."""
+        self.broken = True
+        with suppress(OSError):
+            self.client.socket().shutdown(socket.SHUT_RDWR)
 
     def logout(self) -> None:
         """LOGOUT, and close the socket even when the connection is already gone."""

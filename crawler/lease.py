@@ -95,18 +95,10 @@ class LeaseWatch:
     the session when the last renewal is `CUT_AT` of the TTL old: the crawl then fails on its
     next command, and its next renewal finds the lease gone or renews it to no avail."""
 
-    def __init__(
-        self,
-        renewed: Callable[[], float],
-        ttl: float,
-        cut: Callable[[], None],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, renewed: Callable[[], float], ttl: float, cut: Callable[[], None]) -> None:
         self.renewed = renewed
         self.limit = ttl * CUT_AT
         self.cut = cut
-        self.clock = clock
-        self.fired = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="lease-watch", daemon=True)
 
@@ -119,7 +111,6 @@ class LeaseWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.limit / CHECKS_PER_CUT):
-            if self.clock() - self.renewed() > self.limit:
-                self.fired = True
+            if time.monotonic() - self.renewed() > self.limit:
                 self.cut()
                 return

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from bench.child import peak_rss_kb
 from bench.worker import fake_gmail_worker
-from standins import tokens
 from standins.fakegmail import FakeGmail
 
 ATTACHMENT_EVERY = 2_000
@@ -60,10 +59,7 @@ def _crawl(port: int, email: str, messages: int) -> Backfill:
         tempfile.TemporaryDirectory() as out,
         fake_gmail_worker(port, blob_dir=Path(out)) as worker,
     ):
-        expires = time.time() + 86_400
-        worker.db.accounts.insert_one(
-            tokens.gmail_account(worker.cipher, USER, email, "not-needed", expires)
-        )
+        worker.db.accounts.insert_one(worker.gmail_account(USER, email))
         worker.db.rules.insert_one({"user_uuid": USER, **RULE})
         started = time.perf_counter()
         outcomes = worker.iterator().iterate().outcomes

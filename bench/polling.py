@@ -27,7 +27,6 @@ from bench.child import peak_rss_kb
 from bench.mailbox import Mail
 from bench.worker import fake_gmail_worker
 from crawler.iterate import CrawlIterator
-from standins import tokens
 from standins.fakegmail import Account, FakeGmail
 
 CADENCE_MINUTES = 15
@@ -124,11 +123,9 @@ def _worker(
 ) -> None:
     """The worker's side: one database of the accounts, a warm-up pass, then timed passes."""
     users = [f"poll-{number}" for number in range(len(emails))]
-    expires = time.time() + 86_400
     with fake_gmail_worker(port) as worker:
         worker.db.accounts.insert_many(
-            tokens.gmail_account(worker.cipher, user, email, "not-needed", expires)
-            for user, email in zip(users, emails, strict=True)
+            worker.gmail_account(user, email) for user, email in zip(users, emails, strict=True)
         )
         worker.db.rules.insert_many({"user_uuid": user} for user in users)
         _timed_passes(worker.db, worker.iterator(), users, concurrencies, per_thread)

@@ -4,6 +4,7 @@ MongoDB (a process of its own, as a MongoDB server) and its Redis, whose keys go
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from pymongo import MongoClient
 from config import Settings
 from crawler.iterate import CrawlIterator
 from crawler.oauth import TokenCipher
+from standins import tokens
 from standins.embedded_mongo import embedded_mongo_process
 
 
@@ -29,6 +31,11 @@ class Worker:
     cipher: TokenCipher
     db: Any
     redis: redis.Redis
+
+    def gmail_account(self, user_uuid: str, email: str) -> dict[str, Any]:
+        """An `accounts` document of a fake Gmail account, its access token valid for a day."""
+        expires = time.time() + 86_400
+        return tokens.gmail_account(self.cipher, user_uuid, email, "not-needed", expires)
 
     def iterator(self) -> CrawlIterator:
         """A CrawlIterator over the worker's database."""
